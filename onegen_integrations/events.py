@@ -1,0 +1,63 @@
+"""The events a session streams for one turn: tokens, retrievals, and the end of the turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from onegen_integrations.retrieval import Hit, RetrievalQuery
+
+FinishReason = Literal["eos", "stop", "length", "context"]
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """New answer text (may hold several tokens, or part of one multi-byte character)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class RetrievalEvent:
+    """The model emitted `[RQ]`; `hits` were found and `inserted_tokens` fed after it."""
+
+    query: RetrievalQuery
+    hits: list[Hit]
+    inserted_tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts and time of one turn.
+
+    `prompt_tokens` are the new tokens of the user message (the history is already cached and
+    counted in `cached_tokens`); `inserted_tokens` are retrieved passages fed into the cache;
+    `rebuilt_tokens` are tokens re-fed when old turns were dropped to make room.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    inserted_tokens: int = 0
+    cached_tokens: int = 0
+    rebuilt_tokens: int = 0
+    retrievals: int = 0
+    seconds: float = 0.0
+
+    @property
+    def processed_tokens(self) -> int:
+        """Every token this turn passed through the model."""
+        return self.prompt_tokens + self.completion_tokens + self.inserted_tokens + self.rebuilt_tokens
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """The turn ended: the whole answer text, why it ended, its retrievals and usage."""
+
+    text: str
+    finish_reason: FinishReason
+    retrievals: list[RetrievalEvent] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+
+Event = Union[TokenEvent, RetrievalEvent, DoneEvent]
