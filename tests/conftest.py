@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny random models built from a config, and the real default model."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from onegen_integrations.default_model import default_model_dir
+from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
+
+
+def make_tiny_model(seed: int = 0, *, max_positions: int = 512, layers: int = 2) -> OneGenModel:
+    """A 2-layer random Llama with the default model's tokenizer (chat template included)."""
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedRetrievalWarning)
+        return OneGenModel(LlamaForCausalLM(config), tokenizer, add_tokens=True, name=f"tiny-{seed}")
+
+
+@pytest.fixture
+def tiny_model() -> OneGenModel:
+    """A fresh tiny random OneGen model (seed 0)."""
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def default_model() -> OneGenModel:
+    """The embedded SmolLM2-135M-Instruct default, loaded once per test run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedRetrievalWarning)
+        return OneGenModel.load("default")
