@@ -234,9 +234,9 @@ class OneGenModel:
         return out.last_hidden_state[0, -1]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Next-token logits for one hidden state (float32)."""
-        with torch.inference_mode():
-            return self._lm_head(hidden).float()
+        """Next-token logits for one hidden state (float32, safe to edit in place)."""
+        with torch.no_grad():
+            return self._lm_head(hidden).float().clone()
 
     def session(self, retriever: "Retriever | None" = None, **options: Any) -> "OneGenSession":
         """A new conversation on this model; see `OneGenSession` for the options."""

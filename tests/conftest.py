@@ -46,3 +46,20 @@ def default_model() -> OneGenModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedRetrievalWarning)
         return OneGenModel.load("default")
+
+
+class ListRetriever:
+    """A brute-force retriever over a few texts: the engine's `Retriever` protocol, no store."""
+
+    def __init__(self, model: OneGenModel, texts: list[str]) -> None:
+        self.texts = texts
+        self.vectors = model.embed_documents(texts)
+        self.queries: list = []
+
+    def retrieve(self, query):
+        from onegen_integrations.retrieval import Hit
+
+        self.queries.append(query)
+        scores = self.vectors @ query.vector
+        order = scores.argsort()[::-1][: query.k]
+        return [Hit(id=str(i), text=self.texts[i], score=float(scores[i])) for i in order]

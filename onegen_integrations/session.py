@@ -1,0 +1,367 @@
+"""`OneGenSession`: the one-pass engine. A conversation that owns a KV cache.
+
+Every token of the dialogue passes through the model exactly once: the prompt is fed over
+the cache, sampled tokens are fed one by one, and when the model emits `[RQ]` that one token
+is fed, its hidden state becomes the query vector, the retrieved passages are fed as one
+chunk, and decoding goes on over the same cache. A new user message appends its template
+tokens to the cache; earlier turns are never re-processed unless the context window is full
+(then the oldest turns are dropped and the cache is rebuilt once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from onegen_integrations.chat_format import ChatFormat, Message
+from onegen_integrations.errors import ContextWindowExceededError, EmptyTextError, SessionBusyError
+from onegen_integrations.events import DoneEvent, Event, FinishReason, RetrievalEvent, TokenEvent, Usage
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.retrieval import Hit, RetrievalQuery, Retriever
+
+RetrievalMode = Literal["auto", "always", "never"]
+Insertion = Literal["passage", "con"]
+LogitsProcessor = Callable[[Sequence[int], torch.Tensor], torch.Tensor]
+"""Called with the turn's generated ids and the next-token logits; returns new logits."""
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How one turn is generated; a session holds defaults, `send` may override any."""
+
+    retrieval: RetrievalMode = "auto"
+    """`auto`: the model decides; `always`: `[RQ]` is forced at the start of each answer
+    (useful before a model is trained); `never`: `[RQ]` is never emitted."""
+    k: int = 1
+    """Passages retrieved per `[RQ]`."""
+    max_retrievals: int = 4
+    """Retrievals per turn; after that `[RQ]` is banned, so a model that keeps asking stops."""
+    max_new_tokens: int = 256
+    """Sampled tokens per turn (inserted passages do not count)."""
+    max_passage_tokens: int = 512
+    """Longer passages are cut to this many tokens before insertion."""
+    stop: tuple[str, ...] = ()
+    """Strings that end the answer; the answer text is cut before the first one."""
+    temperature: float = 0.0
+    """0 is greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling mass when sampling."""
+    top_k: int = 0
+    """Keep only the k most likely tokens when sampling (0: all)."""
+    insertion: Insertion = "passage"
+    """`passage` inserts the hits as text (R→G); `con` inserts `<CON>` (G→R, linking tasks)."""
+
+
+@dataclass
+class _Turn:
+    user: str
+    answer: str = ""
+    finish: FinishReason = "length"
+    tokens: list[int] = field(default_factory=list)
+    """This turn's tokens in the dialogue: user message, answer, `[RQ]`, passages, close."""
+
+
+class OneGenSession:
+    """A multi-turn conversation on one `OneGenModel`, streaming events per turn.
+
+    Args:
+        model: the shared model; many sessions may use it from many threads.
+        retriever: what `[RQ]` searches (e.g. `ChromaDocumentStore`); None disables retrieval.
+        system_prompt: the system message (default: the model's `onegen.json`).
+        context_window: tokens the cache may hold (default: the model's context window).
+        seed: seeds sampling, so a sampled conversation can be repeated.
+        logits_processor: optional hook to edit next-token logits (bans, biases, tests).
+        **options: defaults for `GenerationOptions`. `retrieval` defaults to `auto` for a
+            trained model and `always` for an untrained one (it would never emit `[RQ]`).
+
+    Example:
+        session = model.session(store, k=2)
+        for event in session.send("Who founded the Varenne Institute?"):
+            if isinstance(event, TokenEvent):
+                print(event.text, end="")
+    """
+
+    def __init__(
+        self,
+        model: OneGenModel,
+        retriever: Retriever | None = None,
+        *,
+        system_prompt: str | None = None,
+        context_window: int | None = None,
+        seed: int | None = None,
+        logits_processor: LogitsProcessor | None = None,
+        **options: object,
+    ) -> None:
+        self.model = model
+        self.retriever = retriever
+        options.setdefault("retrieval", "auto" if model.trained else "always")
+        if retriever is None:
+            if options["retrieval"] == "always":
+                raise ValueError("retrieval='always' needs a retriever (e.g. a ChromaDocumentStore)")
+            options["retrieval"] = "never"
+        self.options = _validated(GenerationOptions(**options))  # type: ignore[arg-type]
+        self.context_window = min(context_window or model.context_window, model.context_window)
+        self.logits_processor = logits_processor
+        self._format = ChatFormat(model.tokenizer, model.config.system_prompt if system_prompt is None else system_prompt)
+        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._busy = threading.Lock()
+        self._eos_ids = _eos_ids(model)
+        self.dropped_turns = 0
+        """How many of the oldest turns were dropped to fit the context window."""
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the dialogue: an empty cache with only the system preamble pending."""
+        self._cache = self.model.new_cache()
+        self._preamble = self._format.preamble()
+        self._turns: list[_Turn] = []
+        self._pending: list[int] = list(self._preamble)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The dialogue the cache holds, as chat messages (answers without passages)."""
+        out: list[Message] = []
+        for turn in self._turns:
+            out += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.answer}]
+        return out
+
+    @property
+    def token_ids(self) -> list[int]:
+        """Every token fed through the model into the cache, in order."""
+        ids = list(self._preamble) + [t for turn in self._turns for t in turn.tokens]
+        return ids[: len(ids) - len(self._pending)]
+
+    def ask(self, message: str, **overrides: object) -> DoneEvent:
+        """Run one turn to the end and return its `DoneEvent`."""
+        done = None
+        for event in self.send(message, **overrides):
+            if isinstance(event, DoneEvent):
+                done = event
+        assert done is not None
+        return done
+
+    def send(self, message: str, **overrides: object) -> Iterator[Event]:
+        """Answer one user message, yielding `TokenEvent`s, `RetrievalEvent`s and a `DoneEvent`.
+
+        `overrides` change `GenerationOptions` for this turn only. Raises `EmptyTextError`
+        for an empty message, `SessionBusyError` if another caller is in a turn of this
+        session, and `ContextWindowExceededError` if the message cannot fit even alone.
+        """
+        if not message or not message.strip():
+            raise EmptyTextError("the message is empty: send some text")
+        options = _validated(dataclasses.replace(self.options, **overrides))  # type: ignore[arg-type]
+        if options.retrieval != "never" and self.retriever is None:
+            raise ValueError("this session has no retriever; use retrieval='never'")
+        if not self._busy.acquire(blocking=False):
+            raise SessionBusyError(
+                "this session is already answering a message; give each caller its own "
+                "session (model.session(...)) — they share the weights, not the cache"
+            )
+        try:
+            yield from self._turn(message, options)
+        finally:
+            self._busy.release()
+
+    def _turn(self, message: str, options: GenerationOptions) -> Iterator[Event]:
+        started = time.perf_counter()
+        cached = len(self.token_ids)
+        history = self.messages
+        if self._turns:
+            self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
+        user_ids = self._format.user_turn(history, message)
+        prompt_tokens = len(self._pending) + len(user_ids)
+        rebuilt = self._make_room(len(user_ids) + min(options.max_new_tokens, 64), keep_last=0)
+        if rebuilt is None:
+            raise ContextWindowExceededError(
+                f"the message takes {len(user_ids)} tokens and needs room to answer, but the "
+                f"context window holds {self.context_window} (the system prompt takes "
+                f"{len(self._preamble)}): shorten the message or lower max_new_tokens"
+            )
+        if rebuilt:
+            prompt_tokens, cached = len(user_ids), 0
+        turn = _Turn(user=message)
+        self._turns.append(turn)
+        self._append(user_ids)
+        generated: list[int] = []
+        answer_ids: list[int] = []
+        retrievals: list[RetrievalEvent] = []
+        emitted = ""
+        need_query = options.retrieval == "always"
+        if need_query:
+            generated.append(self.model.query_token_id)
+            self._append(generated[-1:])
+        try:
+            while True:
+                moved = self._make_room(0, keep_last=1)
+                if moved is None:
+                    turn.finish = "context"
+                    self._drop_pending(turn)
+                    break
+                rebuilt += moved
+                hidden = self._flush()
+                if need_query:
+                    need_query = False
+                    retrievals.append(self._retrieve(hidden, message, self._decode(answer_ids), options))
+                    yield retrievals[-1]
+                    if retrievals[-1].inserted_tokens:
+                        continue
+                if len(generated) >= options.max_new_tokens:
+                    break
+                token = self._sample(hidden, generated, len(retrievals), options)
+                generated.append(token)
+                self._append([token])
+                if token in self._eos_ids:
+                    turn.finish = "eos"
+                    break
+                if token == self.model.query_token_id:
+                    need_query = True
+                    continue
+                answer_ids.append(token)
+                text = self._decode(answer_ids)
+                cut = _first_stop(text, options.stop)
+                if cut is not None:
+                    turn.answer, turn.finish = text[:cut], "stop"
+                    break
+                safe = _hold_back(text, options.stop)
+                if len(safe) > len(emitted) and safe.startswith(emitted):
+                    yield TokenEvent(safe[len(emitted) :])
+                    emitted = safe
+        finally:
+            if turn.finish != "stop":
+                turn.answer = self._decode(answer_ids, final=True)
+        if len(turn.answer) > len(emitted) and turn.answer.startswith(emitted):
+            yield TokenEvent(turn.answer[len(emitted) :])
+        usage = Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(generated),
+            inserted_tokens=sum(r.inserted_tokens for r in retrievals),
+            cached_tokens=cached,
+            rebuilt_tokens=rebuilt,
+            retrievals=len(retrievals),
+            seconds=time.perf_counter() - started,
+        )
+        yield DoneEvent(text=turn.answer, finish_reason=turn.finish, retrievals=retrievals, usage=usage)
+
+    def _retrieve(
+        self, hidden: torch.Tensor, message: str, answer: str, options: GenerationOptions
+    ) -> RetrievalEvent:
+        """Search with the `[RQ]` state just computed and queue what to insert after it."""
+        started = time.perf_counter()
+        vector = torch.nn.functional.normalize(hidden.float(), dim=-1).cpu().numpy()
+        query = RetrievalQuery(vector=vector, text=f"{message}\n{answer}".strip(), k=options.k)
+        assert self.retriever is not None
+        hits = self.retriever.retrieve(query)
+        if options.insertion == "con":
+            insert = [self.model.cont_token_id]
+        else:
+            insert = [t for hit in hits for t in self._passage(hit, options.max_passage_tokens)]
+        self._append(insert)
+        return RetrievalEvent(query=query, hits=hits, inserted_tokens=len(insert), seconds=time.perf_counter() - started)
+
+    def _passage(self, hit: Hit, max_tokens: int) -> list[int]:
+        body = self.model.tokenize(hit.text)[:max_tokens]
+        opener, closer = self.model.config.passage_template.split("{text}")
+        return self._format.tokenize(opener) + body + self._format.tokenize(closer)
+
+    def _sample(self, hidden: torch.Tensor, generated: list[int], retrievals: int, options: GenerationOptions) -> int:
+        logits = self.model.logits(hidden)
+        logits[self.model.engine_token_ids] = float("-inf")
+        if options.retrieval == "never" or retrievals >= options.max_retrievals:
+            logits[self.model.query_token_id] = float("-inf")
+        if self.logits_processor is not None:
+            logits = self.logits_processor(generated, logits)
+        if options.temperature <= 0:
+            return int(torch.argmax(logits))
+        logits = logits / options.temperature
+        if options.top_k > 0:
+            threshold = torch.topk(logits, min(options.top_k, logits.numel())).values[-1]
+            logits[logits < threshold] = float("-inf")
+        probs = torch.softmax(logits, dim=-1)
+        if options.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > options.top_p
+            probs[order[outside]] = 0.0
+        return int(torch.multinomial(probs, 1, generator=self._generator))
+
+    def _append(self, ids: list[int]) -> None:
+        """Queue tokens for the cache; they belong to the current turn (or the preamble)."""
+        if self._turns:
+            self._turns[-1].tokens.extend(ids)
+        self._pending.extend(ids)
+
+    def _flush(self) -> torch.Tensor:
+        """Feed the queued tokens in one forward call; return the last position's state."""
+        hidden = self.model.forward(self._pending, self._cache)
+        self._pending = []
+        return hidden
+
+    def _make_room(self, extra: int, *, keep_last: int) -> int | None:
+        """Drop the oldest turns so the dialogue plus `extra` tokens fits; rebuild the cache once.
+
+        The last `keep_last` turns (the one being answered) are never dropped. Returns how many
+        tokens were re-fed (0 when nothing had to move), or None, with nothing dropped, when
+        even the shortest history leaves too little room.
+        """
+        sizes = [len(turn.tokens) for turn in self._turns]
+        total = len(self._preamble) + sum(sizes) + extra
+        dropped = 0
+        while total > self.context_window and dropped < len(sizes) - keep_last:
+            total -= sizes[dropped]
+            dropped += 1
+        if total > self.context_window:
+            return None
+        if dropped == 0:
+            return 0
+        del self._turns[:dropped]
+        self.dropped_turns += dropped
+        self._cache = self.model.new_cache()
+        self._pending = list(self._preamble) + [t for turn in self._turns for t in turn.tokens]
+        return len(self._pending)
+
+    def _drop_pending(self, turn: _Turn) -> None:
+        """Forget queued tokens that will never be fed (the turn ended for lack of room)."""
+        del turn.tokens[len(turn.tokens) - len(self._pending) :]
+        self._pending = []
+
+    def _decode(self, ids: list[int], *, final: bool = False) -> str:
+        """Answer text; mid-stream, a trailing partial multi-byte character is held back."""
+        text = self.model.tokenizer.decode(ids, skip_special_tokens=True)
+        return text[:-1] if not final and text.endswith("\ufffd") else text
+
+
+def _validated(options: GenerationOptions) -> GenerationOptions:
+    if options.retrieval not in ("auto", "always", "never"):
+        raise ValueError(f"retrieval must be 'auto', 'always' or 'never', not {options.retrieval!r}")
+    if options.insertion not in ("passage", "con"):
+        raise ValueError(f"insertion must be 'passage' or 'con', not {options.insertion!r}")
+    if options.k < 1 or options.max_new_tokens < 1 or options.max_retrievals < 0:
+        raise ValueError("k and max_new_tokens must be at least 1, max_retrievals at least 0")
+    if isinstance(options.stop, str):
+        options = dataclasses.replace(options, stop=(options.stop,))
+    return dataclasses.replace(options, stop=tuple(s for s in options.stop if s))
+
+
+def _eos_ids(model: OneGenModel) -> set[int]:
+    ids = {model.tokenizer.eos_token_id}
+    configured = model.hf_model.generation_config.eos_token_id
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    found = [text.find(s) for s in stops if s in text]
+    return min(found) if found else None
+
+
+def _hold_back(text: str, stops: tuple[str, ...]) -> str:
+    """The text minus any tail that could be the start of a stop string."""
+    for length in range(min(len(text), max((len(s) for s in stops), default=0)), 0, -1):
+        if any(s.startswith(text[-length:]) for s in stops):
+            return text[:-length]
+    return text
