@@ -100,11 +100,11 @@ class OneGenSession:
     ) -> None:
         self.model = model
         self.retriever = retriever
-        options.setdefault("retrieval", "auto" if model.trained else "always")
         if retriever is None:
-            if options["retrieval"] == "always":
+            if options.get("retrieval") == "always":
                 raise ValueError("retrieval='always' needs a retriever (e.g. a ChromaDocumentStore)")
             options["retrieval"] = "never"
+        options.setdefault("retrieval", "auto" if model.trained else "always")
         self.options = _validated(GenerationOptions(**options))  # type: ignore[arg-type]
         self.context_window = min(context_window or model.context_window, model.context_window)
         self.logits_processor = logits_processor
@@ -112,6 +112,7 @@ class OneGenSession:
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._busy = threading.Lock()
         self._eos_ids = _eos_ids(model)
+        self._eos_id = model.tokenizer.eos_token_id if model.tokenizer.eos_token_id is not None else min(self._eos_ids)
         self.dropped_turns = 0
         """How many of the oldest turns were dropped to fit the context window."""
         self.reset()
@@ -136,6 +137,19 @@ class OneGenSession:
         """Every token fed through the model into the cache, in order."""
         ids = list(self._preamble) + [t for turn in self._turns for t in turn.tokens]
         return ids[: len(ids) - len(self._pending)]
+
+    def add_turn(self, user: str, answer: str) -> None:
+        """Append a finished exchange (e.g. from a framework's message history) without
+        generating. Its tokens are fed with the next message, in the same forward call."""
+        if not user or not user.strip():
+            raise EmptyTextError("the user message of a history turn is empty")
+        if self._busy.locked():
+            raise SessionBusyError("this session is answering a message; add history before or after")
+        history = self.messages
+        if self._turns:
+            self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
+        self._turns.append(_Turn(user=user, answer=answer, finish="eos"))
+        self._append(self._format.user_turn(history, user) + self.model.tokenize(answer) + [self._eos_id])
 
     def ask(self, message: str, **overrides: object) -> DoneEvent:
         """Run one turn to the end and return its `DoneEvent`."""
