@@ -1,0 +1,280 @@
+"""`ChromaDocumentStore`: documents embedded by a OneGen model, kept in Chroma, searched by `[RQ]` vectors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import validate_metadata
+from chromadb.config import Settings
+from chromadb.errors import ChromaError
+from tqdm.auto import tqdm
+
+from onegen_integrations.errors import (
+    DocumentTooLongError,
+    EmbeddingModelMismatchError,
+    EmptyStoreError,
+    EmptyTextError,
+    NotAChromaDatabaseError,
+    StoreError,
+)
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.retrieval import Hit, RetrievalQuery
+
+DEFAULT_PATH = ".onegen/chroma"
+DEFAULT_COLLECTION = "onegen"
+SQLITE_FILE = "chroma.sqlite3"
+FINGERPRINT_KEY = "onegen_fingerprint"
+DIMENSION_KEY = "onegen_dimension"
+MODEL_KEY = "onegen_model"
+
+# Telemetry off: the store must work on machines with no network, and must not phone home.
+_SETTINGS = Settings(anonymized_telemetry=False)
+
+
+def content_id(text: str) -> str:
+    """The id a document gets when none is given: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class ChromaDocumentStore:
+    """A Chroma collection of documents embedded with one `OneGenModel` (cosine space).
+
+    Embedded and persistent by default (`path`); a Chroma server with `host`/`port`; or any
+    Chroma client passed as `client` (e.g. `chromadb.EphemeralClient()` for throwaway use).
+    The collection records the model's fingerprint, so a collection filled by another model
+    refuses to open instead of returning meaningless neighbours. Chroma's own embedding
+    function is never used: every vector comes from the OneGen model.
+
+    Example:
+        store = ChromaDocumentStore(model, path="my-db")
+        store.add(["Ada Lovelace wrote the first program."])
+        hits = store.search(model.embed_query("who wrote the first program?"), k=1)
+    """
+
+    def __init__(
+        self,
+        model: OneGenModel,
+        *,
+        path: str | Path = DEFAULT_PATH,
+        collection: str = DEFAULT_COLLECTION,
+        host: str | None = None,
+        port: int | None = None,
+        client: ClientAPI | None = None,
+    ) -> None:
+        if client is not None and host is not None:
+            raise ValueError("give either client or host/port, not both")
+        if port is not None and host is None:
+            raise ValueError("port needs host: give the Chroma server's host as well")
+        self.model = model
+        self.client: ClientAPI = client or _open_client(Path(path).expanduser(), host, port)
+        self.collection_name = collection
+        self.collection: Collection = self._open_collection(collection)
+
+    def add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress: bool = True,
+    ) -> list[str]:
+        """Embed and store `texts`; return the id of each text, in order.
+
+        Ids default to `content_id(text)`; a text given twice is stored once. Every input
+        is checked before anything is embedded, so a bad one leaves the collection as it
+        was. Ids already in the collection are skipped without being embedded, which makes
+        re-running an interrupted indexing job cheap; use `delete` first to replace a text.
+        """
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not one string")
+        texts = list(texts)
+        ids = [content_id(text) for text in texts] if ids is None else list(ids)
+        metas = [None] * len(texts) if metadatas is None else list(metadatas)
+        if not len(texts) == len(ids) == len(metas):
+            raise ValueError(
+                f"got {len(texts)} texts, {len(ids)} ids and {len(metas)} metadatas: give one of each per text"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        records = self._checked_records(texts, ids, metas)
+        present = self._present(list(records))
+        missing = [id_ for id_ in records if id_ not in present]
+        step = min(batch_size, self.client.get_max_batch_size())
+        with tqdm(
+            total=len(records),
+            initial=len(records) - len(missing),
+            disable=not show_progress,
+            unit="doc",
+            desc="indexing",
+        ) as bar:
+            for start in range(0, len(missing), step):
+                batch = missing[start : start + step]
+                batch_texts = [records[id_][0] for id_ in batch]
+                vectors = self.model.embed_documents(batch_texts, batch_size=step, show_progress=False)
+                self.collection.upsert(
+                    ids=batch,
+                    embeddings=vectors,
+                    documents=batch_texts,
+                    metadatas=[records[id_][1] for id_ in batch],
+                )
+                bar.update(len(batch))
+        return ids
+
+    def search(self, vector: np.ndarray | Sequence[float], k: int = 4, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The `k` documents nearest to `vector`, best first; `score` is cosine similarity.
+
+        `where` is a Chroma metadata filter, e.g. `{"source": "notes.md"}`. Fewer than `k`
+        hits come back when the collection (or the filter) holds fewer documents.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.model.dimension:
+            raise ValueError(f"query vector has {vector.shape[0]} values, the model's have {self.model.dimension}")
+        count = self.count()
+        if count == 0:
+            raise EmptyStoreError(
+                f"collection {self.collection_name!r} holds no documents: index documents first "
+                f"(onegen index PATH... --collection {self.collection_name})"
+            )
+        result = self.collection.query(
+            query_embeddings=[vector],
+            n_results=min(k, count),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            Hit(id=id_, text=text or "", score=1.0 - float(distance), metadata=dict(meta or {}))
+            for id_, text, meta, distance in zip(
+                result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
+            )
+        ]
+
+    def retrieve(self, query: RetrievalQuery) -> list[Hit]:
+        """The `Retriever` protocol: the best `query.k` hits for the engine's `[RQ]` vector."""
+        return self.search(query.vector, query.k)
+
+    def count(self) -> int:
+        """How many documents the collection holds."""
+        return self.collection.count()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents by id (unknown ids are ignored)."""
+        ids = list(ids)
+        step = self.client.get_max_batch_size()
+        for start in range(0, len(ids), step):
+            self.collection.delete(ids=ids[start : start + step])
+
+    def _open_collection(self, name: str) -> Collection:
+        metadata = {
+            FINGERPRINT_KEY: self.model.fingerprint,
+            DIMENSION_KEY: self.model.dimension,
+            MODEL_KEY: self.model.name,
+        }
+        try:
+            collection = self.client.get_or_create_collection(
+                name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=metadata,
+                embedding_function=None,
+            )
+        except ChromaError as error:
+            raise StoreError(f"cannot open collection {name!r}: {error}") from error
+        recorded = dict(collection.metadata or {})
+        fingerprint = recorded.get(FINGERPRINT_KEY)
+        if fingerprint is None and collection.count() == 0:
+            # An empty collection made by other tools: claim it for this model.
+            collection.modify(metadata={**recorded, **metadata})
+        elif fingerprint != self.model.fingerprint:
+            built_by = (
+                f"model {recorded.get(MODEL_KEY)!r} (fingerprint {fingerprint})"
+                if fingerprint
+                else "an unknown model (no OneGen fingerprint recorded)"
+            )
+            raise EmbeddingModelMismatchError(
+                f"collection {name!r} was embedded by {built_by}, but model {self.model.name!r} "
+                f"has fingerprint {self.model.fingerprint}: its vectors are not comparable. "
+                "Re-index the documents into a new collection with this model, or load the model "
+                "that built it"
+            )
+        configuration = collection.configuration or {}
+        space = (configuration.get("hnsw") or configuration.get("spann") or {}).get("space", "cosine")
+        if space != "cosine":
+            raise StoreError(
+                f"collection {name!r} measures {space} distance, OneGen needs cosine: "
+                "re-index the documents into a new collection"
+            )
+        return collection
+
+    def _checked_records(
+        self, texts: list[str], ids: list[str], metas: list[Mapping[str, Any] | None]
+    ) -> dict[str, tuple[str, dict[str, Any] | None]]:
+        """Validate every input; map each unique id to its text and metadata (first wins)."""
+        template = self.model.config.document_template
+        limit = self.model.context_window
+        records: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        for i, (text, id_, meta) in enumerate(zip(texts, ids, metas)):
+            if not isinstance(text, str) or not text.strip():
+                raise EmptyTextError(f"document {i} is empty: remove it before adding")
+            if not isinstance(id_, str) or not id_:
+                raise ValueError(f"document {i} has id {id_!r}: ids must be non-empty strings")
+            # The same check embed_documents makes, done here for all texts up front
+            # because embedding happens batch by batch, after earlier batches are written.
+            tokens = self.model.count_tokens(template.replace("{text}", text))
+            if tokens > limit:
+                raise DocumentTooLongError(
+                    f"document {i} ({id_}) has {tokens} tokens, more than the {limit} the model "
+                    "embeds at once: split it first (onegen_integrations.TextSplitter)"
+                )
+            meta = dict(meta) if meta else None
+            try:
+                validate_metadata(meta)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"document {i} ({id_}) has bad metadata: {error}") from error
+            if id_ in records and records[id_][0] != text:
+                raise ValueError(f"id {id_!r} is given to two different texts (document {i} is the second)")
+            records.setdefault(id_, (text, meta))
+        return records
+
+    def _present(self, ids: list[str]) -> set[str]:
+        """Which of `ids` the collection already holds."""
+        present: set[str] = set()
+        step = self.client.get_max_batch_size()
+        for start in range(0, len(ids), step):
+            present.update(self.collection.get(ids=ids[start : start + step], include=[])["ids"])
+        return present
+
+
+def _open_client(path: Path, host: str | None, port: int | None) -> ClientAPI:
+    if host is not None:
+        try:
+            return chromadb.HttpClient(host=host, port=port or 8000, settings=_SETTINGS)
+        except ValueError as error:
+            raise StoreError(
+                f"cannot reach the Chroma server at {host}:{port or 8000} ({error}): start it with "
+                "`chroma run --path DIR --port PORT`, or leave out host to use an embedded database"
+            ) from error
+    if path.exists() and not path.is_dir():
+        raise NotAChromaDatabaseError(
+            f"{path} is a file, not a Chroma database directory: give a new directory or one holding {SQLITE_FILE}"
+        )
+    if path.is_dir() and not (path / SQLITE_FILE).exists() and any(path.iterdir()):
+        raise NotAChromaDatabaseError(
+            f"{path} holds other files and no {SQLITE_FILE}, so it is not a Chroma database: "
+            "give a new or empty directory, or an existing Chroma database"
+        )
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=_SETTINGS)
+    except ChromaError as error:
+        raise NotAChromaDatabaseError(
+            f"{path / SQLITE_FILE} cannot be opened as a Chroma database ({error}): "
+            "restore it from a backup, or index into a new directory"
+        ) from error
