@@ -33,7 +33,9 @@ class Usage:
 
     `prompt_tokens` are the new tokens of the user message (the history is already cached and
     counted in `cached_tokens`); `inserted_tokens` are retrieved passages fed into the cache;
-    `rebuilt_tokens` are tokens re-fed when old turns were dropped to make room.
+    `rebuilt_tokens` are tokens re-fed when old turns were dropped to make room;
+    `processed_tokens` counts every token this turn passed through the model (the last
+    sampled token is fed with the next message, so it counts there).
     """
 
     prompt_tokens: int = 0
@@ -41,13 +43,9 @@ class Usage:
     inserted_tokens: int = 0
     cached_tokens: int = 0
     rebuilt_tokens: int = 0
+    processed_tokens: int = 0
     retrievals: int = 0
     seconds: float = 0.0
-
-    @property
-    def processed_tokens(self) -> int:
-        """Every token this turn passed through the model."""
-        return self.prompt_tokens + self.completion_tokens + self.inserted_tokens + self.rebuilt_tokens
 
 
 @dataclass(frozen=True)

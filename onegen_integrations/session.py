@@ -115,6 +115,7 @@ class OneGenSession:
         self._eos_id = model.tokenizer.eos_token_id if model.tokenizer.eos_token_id is not None else min(self._eos_ids)
         self.dropped_turns = 0
         """How many of the oldest turns were dropped to fit the context window."""
+        self._fed = 0
         self.reset()
 
     def reset(self) -> None:
@@ -185,6 +186,7 @@ class OneGenSession:
     def _turn(self, message: str, options: GenerationOptions) -> Iterator[Event]:
         started = time.perf_counter()
         cached = len(self.token_ids)
+        fed_before = self._fed
         history = self.messages
         if self._turns:
             self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
@@ -246,6 +248,8 @@ class OneGenSession:
                 if len(safe) > len(emitted) and safe.startswith(emitted):
                     yield TokenEvent(safe[len(emitted) :])
                     emitted = safe
+                if len(generated) >= options.max_new_tokens:
+                    break
         finally:
             if turn.finish != "stop":
                 turn.answer = self._decode(answer_ids, final=True)
@@ -257,6 +261,7 @@ class OneGenSession:
             inserted_tokens=sum(r.inserted_tokens for r in retrievals),
             cached_tokens=cached,
             rebuilt_tokens=rebuilt,
+            processed_tokens=self._fed - fed_before,
             retrievals=len(retrievals),
             seconds=time.perf_counter() - started,
         )
@@ -286,7 +291,8 @@ class OneGenSession:
     def _sample(self, hidden: torch.Tensor, generated: list[int], retrievals: int, options: GenerationOptions) -> int:
         logits = self.model.logits(hidden)
         logits[self.model.engine_token_ids] = float("-inf")
-        if options.retrieval == "never" or retrievals >= options.max_retrievals:
+        last_step = len(generated) + 1 >= options.max_new_tokens
+        if options.retrieval == "never" or retrievals >= options.max_retrievals or last_step:
             logits[self.model.query_token_id] = float("-inf")
         if self.logits_processor is not None:
             logits = self.logits_processor(generated, logits)
@@ -312,6 +318,7 @@ class OneGenSession:
     def _flush(self) -> torch.Tensor:
         """Feed the queued tokens in one forward call; return the last position's state."""
         hidden = self.model.forward(self._pending, self._cache)
+        self._fed += len(self._pending)
         self._pending = []
         return hidden
 
