@@ -1,0 +1,97 @@
+"""Command line: `python -m training --config CONFIG.yaml`, plus `convert`, `validate`, `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the training command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("--"):
+        argv = ["train", *argv]
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train a OneGen model from a causal LM.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train with a YAML config (the default command)")
+    train.add_argument("--config", required=True, type=Path)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (YAML value), e.g. --set max_steps=10")
+    convert = commands.add_parser("convert", help="convert a public data set into docs/train/eval JSONL")
+    convert.add_argument("format", choices=["squad", "dialogue", "hotpot"])
+    convert.add_argument("source", type=Path)
+    convert.add_argument("out_dir", type=Path)
+    convert.add_argument("--eval-fraction", type=float, default=0.2)
+    convert.add_argument("--negatives", type=int, default=3, help="hard negatives per retrieval (SQuAD formats)")
+    convert.add_argument("--turns", type=int, default=3, help="turns per dialogue (dialogue format)")
+    convert.add_argument("--seed", type=int, default=0)
+    validate = commands.add_parser("validate", help="check docs.jsonl and a records file")
+    validate.add_argument("docs", type=Path)
+    validate.add_argument("records", type=Path)
+    bench = commands.add_parser("bench", help="time training steps on synthetic data")
+    bench.add_argument("--method", choices=["lora", "full"], default="lora")
+    bench.add_argument("--batch-size", type=int, default=4)
+    bench.add_argument("--length", type=int, default=256)
+    bench.add_argument("--steps", type=int, default=5)
+    bench.add_argument("--base-model", default="default")
+    bench.add_argument("--gradient-checkpointing", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "convert":
+        return _convert(args)
+    if args.command == "validate":
+        return _validate(args)
+    from training.bench import run_bench
+
+    print(json.dumps(run_bench(args.method, args.batch_size, args.length, args.steps, args.base_model, args.gradient_checkpointing)))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import TrainConfig
+    from training.trainer import Trainer
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    config = TrainConfig.from_yaml(args.config, {k: yaml.safe_load(v) for k, v in overrides.items()})
+    print(f"model written to {Trainer(config).train()}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from training.converters import write_dataset
+
+    if args.format == "hotpot":
+        from training.converters.hotpot import convert_hotpot
+
+        docs, records = convert_hotpot(args.source)
+    else:
+        from training.converters.squad import documents, read_squad, single_hop
+
+        articles = read_squad(args.source)
+        docs = documents(articles)
+        if args.format == "squad":
+            records = single_hop(articles, args.negatives)
+        else:
+            from training.converters.dialogue import dialogues
+
+            records = dialogues(articles, args.turns, args.negatives, args.seed)
+    counts = write_dataset(args.out_dir, docs, records, args.eval_fraction, args.seed)
+    print(json.dumps({"out_dir": str(args.out_dir), **counts}))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from training.data import DataFormatError, load_documents, load_records
+
+    try:
+        records = load_records(args.records, load_documents(args.docs))
+    except DataFormatError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{args.records}: {len(records)} valid records")
+    return 0

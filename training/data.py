@@ -1,0 +1,178 @@
+"""The training data format: `docs.jsonl` and `train.jsonl`, with a validator.
+
+`docs.jsonl`, one document a line:
+    {"id": "Beyoncé#0", "text": "Beyoncé Giselle Knowles-Carter ...", "title": "Beyoncé"}
+
+`train.jsonl`, one dialogue a line. An assistant message holds one `[RQ]` marker per retrieval
+and, in the same order, one entry of `retrievals` naming its positive documents (inserted after
+the marker as passages) and optional hard negatives:
+    {"id": "q1", "group": "Beyoncé", "messages": [
+        {"role": "user", "content": "When did Beyonce start becoming popular?"},
+        {"role": "assistant", "content": "[RQ] in the late 1990s",
+         "retrievals": [{"positives": ["Beyoncé#0"], "negatives": ["Beyoncé#3"]}]}]}
+
+`group` (optional) names the unit a split keeps whole (a SQuAD article). Other keys, on a
+record or a message (such as a follow-up's unedited `original` question), are kept and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from onegen_integrations.config import OneGenTokens
+
+
+class DataFormatError(ValueError):
+    """A data file breaks the format; the message lists `file:line: reason` per problem."""
+
+
+class Retrieval(BaseModel):
+    """What one `[RQ]` marker retrieves: positives are inserted, negatives are pushed away."""
+
+    model_config = ConfigDict(extra="allow")
+
+    positives: list[str]
+    """Ids of the documents this retrieval should find (inserted after the marker, in order)."""
+    negatives: list[str] = Field(default_factory=list)
+    """Ids of hard negatives (in-batch negatives are used as well)."""
+
+
+class Message(BaseModel):
+    """One chat message; assistant messages may carry retrievals."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    """`user` or `assistant`."""
+    content: str
+    """The text; in assistant messages, `[RQ]` marks each retrieval."""
+    retrievals: list[Retrieval] = Field(default_factory=list)
+    """One entry per `[RQ]` in `content`, in order."""
+
+
+class Record(BaseModel):
+    """One training dialogue."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = ""
+    """Optional identifier, for logs."""
+    group: str | None = None
+    """What a train/held-out split keeps whole (for SQuAD: the article)."""
+    messages: list[Message]
+    """Alternating user and assistant messages, starting with a user message."""
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield `(line number, object)` for every non-empty line of a JSONL file."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataFormatError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+
+
+def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Write rows (models or dicts) as JSONL, creating folders; return how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            data = row.model_dump(exclude_defaults=True) if isinstance(row, BaseModel) else row
+            handle.write(json.dumps(data, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def load_documents(path: str | Path) -> dict[str, str]:
+    """Read `docs.jsonl` into `{id: text}`, rejecting missing fields and duplicate ids."""
+    docs: dict[str, str] = {}
+    problems = []
+    for number, row in read_jsonl(path):
+        doc_id, text = (row.get("id"), row.get("text")) if isinstance(row, dict) else (None, None)
+        if not isinstance(doc_id, str) or not doc_id:
+            problems.append(f"{path}:{number}: 'id' must be a non-empty string")
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(f"{path}:{number}: document {doc_id!r} has no 'text'")
+        elif doc_id in docs:
+            problems.append(f"{path}:{number}: duplicate document id {doc_id!r}")
+        else:
+            docs[doc_id] = text
+    _raise_if(problems)
+    return docs
+
+
+def load_records(path: str | Path, docs: dict[str, str], tokens: OneGenTokens | None = None) -> list[Record]:
+    """Read and validate `train.jsonl`; raise `DataFormatError` listing every bad line."""
+    tokens = tokens or OneGenTokens()
+    records, problems = [], []
+    for number, row in read_jsonl(path):
+        reasons = record_problems(row, docs, tokens)
+        if reasons:
+            problems += [f"{path}:{number}: {reason}" for reason in reasons]
+        else:
+            records.append(Record.model_validate(row))
+    _raise_if(problems)
+    return records
+
+
+def record_problems(row: Any, docs: dict[str, str], tokens: OneGenTokens) -> list[str]:
+    """Every reason `row` is not a valid record (empty when it is valid)."""
+    if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not row["messages"]:
+        return ["a record needs a non-empty 'messages' list"]
+    reserved = [t for t in tokens.all() if t != tokens.query]
+    problems = []
+    for index, message in enumerate(row["messages"]):
+        where = f"message {index}"
+        expected = "user" if index % 2 == 0 else "assistant"
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            problems.append(f"{where}: needs 'role' and a string 'content'")
+            continue
+        if message.get("role") != expected:
+            problems.append(f"{where}: role must be {expected!r} (user and assistant alternate, user first)")
+        content = message["content"]
+        problems += [f"{where}: contains the reserved token {t!r}" for t in reserved if t in content]
+        retrievals = message.get("retrievals", [])
+        markers = content.count(tokens.query)
+        if expected == "user":
+            if markers or retrievals:
+                problems.append(f"{where}: user messages cannot hold {tokens.query} or retrievals")
+            continue
+        if not isinstance(retrievals, list) or len(retrievals) != markers:
+            count = len(retrievals) if isinstance(retrievals, list) else "no list of"
+            problems.append(f"{where}: {markers} {tokens.query} marker(s) but {count} retrievals")
+            continue
+        for number, retrieval in enumerate(retrievals):
+            problems += [f"{where}, retrieval {number}: {p}" for p in _retrieval_problems(retrieval, docs)]
+    if row["messages"][-1].get("role") != "assistant":
+        problems.append("the last message must be the assistant's")
+    return problems
+
+
+def _retrieval_problems(retrieval: Any, docs: dict[str, str]) -> list[str]:
+    if not isinstance(retrieval, dict) or not isinstance(retrieval.get("positives"), list):
+        return ["needs a 'positives' list of document ids"]
+    positives, negatives = retrieval["positives"], retrieval.get("negatives", [])
+    if not positives:
+        return ["'positives' is empty: each retrieval needs at least one document"]
+    if not isinstance(negatives, list):
+        return ["'negatives' must be a list of document ids"]
+    problems = [f"unknown document id {d!r} (not in docs.jsonl)" for d in positives + negatives if d not in docs]
+    problems += [f"{d!r} is both a positive and a negative" for d in set(positives) & set(negatives)]
+    return problems
+
+
+def _raise_if(problems: list[str], shown: int = 20) -> None:
+    if problems:
+        more = f"\n... and {len(problems) - shown} more" if len(problems) > shown else ""
+        raise DataFormatError(
+            f"{len(problems)} problem(s) in the training data:\n" + "\n".join(problems[:shown]) + more
+        )

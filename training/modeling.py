@@ -1,0 +1,124 @@
+"""The model being trained: a causal LM with OneGen tokens, fully trainable or under LoRA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from onegen_integrations.config import OneGenConfig
+from onegen_integrations.default_model import DEFAULT_MODEL_NAME, default_model_dir
+from onegen_integrations.errors import ModelNotFoundError
+from onegen_integrations.tokens import add_onegen_tokens
+from training.collator import IGNORE
+from training.config import TrainConfig
+from training.token_rows import wrap_token_rows
+
+
+def base_model_dir(base_model: str) -> Path:
+    """The directory of `base_model`: `default` (the embedded SmolLM2) or a local path."""
+    if base_model == DEFAULT_MODEL_NAME:
+        return default_model_dir()
+    path = Path(base_model).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"base model {base_model!r} is not a transformers model directory (no config.json): "
+            "give 'default' or a local path; nothing is downloaded"
+        )
+    return path
+
+
+@dataclass
+class TrainableModel:
+    """The pieces training needs: the LM (LoRA layers injected, if any) and how to save it."""
+
+    lm: PreTrainedModel
+    """The causal LM the forward pass runs (with LoRA layers and token-row wrappers when LoRA)."""
+    tokenizer: PreTrainedTokenizerBase
+    onegen: OneGenConfig
+    """The contract the model is trained for (tokens, templates, system prompt)."""
+    peft_model: Any | None = None
+    """The peft model (LoRA only), for `save_pretrained` of the adapter."""
+
+
+def build_model(config: TrainConfig) -> TrainableModel:
+    """Load the base, add the OneGen tokens (`add_onegen_tokens`), then set up LoRA or full training.
+
+    Under LoRA only the adapter and the OneGen token rows (a delta on the frozen embedding)
+    train; the rest of the embedding and the head stay frozen.
+    """
+    path = base_model_dir(config.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    onegen = OneGenConfig.model_validate(config.onegen)
+    add_onegen_tokens(lm, tokenizer, onegen.tokens)
+    if lm.config.pad_token_id is None:
+        lm.config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+    if config.gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lm.config.use_cache = False
+    if config.method == "full":
+        return TrainableModel(lm, tokenizer, onegen)
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.lora
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        use_rslora=lora.rslora,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(lm, peft_config)
+    inner = peft_model.get_base_model()
+    deltas = wrap_token_rows(inner, tokenizer.convert_tokens_to_ids(onegen.tokens.all()))
+    for delta in deltas:
+        delta.requires_grad_(True)
+    return TrainableModel(inner, tokenizer, onegen, peft_model)
+
+
+class OneGenObjective(nn.Module):
+    """One forward over a batch: CE of the sequences and the retrieval vectors.
+
+    Wraps the LM so that data-parallel wrappers (DDP, DeepSpeed) see every computation in one
+    `forward`. Vectors are the last layer's hidden states after the final norm, unnormalised.
+    """
+
+    def __init__(self, lm: PreTrainedModel) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return `ce` (mean over labelled tokens), `queries` [q, h] and `documents` [d, h]."""
+        hidden = self.states(batch["input_ids"], batch["attention_mask"])
+        targets = batch["labels"][:, 1:]
+        learned = targets != IGNORE
+        if learned.any():
+            logits = self.lm.get_output_embeddings()(hidden[:, :-1][learned])
+            ce = F.cross_entropy(logits.float(), targets[learned])
+        else:
+            ce = hidden.sum() * 0.0
+        rows = self.rows(batch["row_ids"], batch["row_mask"])
+        n_docs = batch["positive_mask"].shape[1]
+        queries = torch.cat([hidden[batch["query_rows"], batch["query_cols"]], rows[n_docs:]])
+        return {"ce": ce, "queries": queries, "documents": rows[:n_docs]}
+
+    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer hidden states after the final norm, [batch, length, hidden]."""
+        return self.lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def rows(self, row_ids: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden state at the last real token of each right-padded row (`"{text}[RD]"` etc.)."""
+        if row_ids.numel() == 0:
+            return torch.zeros(0, self.lm.config.hidden_size, device=row_ids.device)
+        states = self.states(row_ids, row_mask)
+        last = row_mask.sum(dim=1) - 1
+        return states[torch.arange(len(last), device=last.device), last]
