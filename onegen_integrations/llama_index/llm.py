@@ -1,0 +1,156 @@
+"""`OneGenLLM`: the OneGen model as a LlamaIndex LLM (generation only, no retrieval)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+
+from onegen_integrations.llama_index.dialogue import Dialogue
+from onegen_integrations.llama_index.streams import chat_responses, iterate_in_thread, text_deltas
+from onegen_integrations.events import DoneEvent
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.session import OneGenSession
+
+_CALL_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "stop")
+
+
+class OneGenLLM(CustomLLM):
+    """A `OneGenModel` as a LlamaIndex LLM: chat-template generation, streaming, async.
+
+    Wrap an already-loaded model, so `OneGenEmbedding(model)` and this LLM share one copy
+    of the weights. Every call is a fresh engine session with retrieval off (`[RQ]` is never
+    emitted); message lists are fed in the model's chat template, history first. For
+    retrieval inside generation use `OneGenQueryEngine` or `OneGenChatEngine`.
+
+    Key arguments: `max_new_tokens`, `temperature` (0: greedy), `stop`, `system_prompt`
+    (default: the model's). Per call, `max_new_tokens`, `temperature`, `top_p`, `top_k`
+    and `stop` may be passed as keyword arguments.
+
+    Example:
+        model = OneGenModel.load("default")
+        Settings.llm = OneGenLLM(model, max_new_tokens=64)
+        Settings.embed_model = OneGenEmbedding(model)
+        print(Settings.llm.complete("Name a colour.").text)
+    """
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    max_new_tokens: int = Field(default=256, gt=0)
+    """Most tokens generated per call."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """0 decodes greedily; above 0 samples."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass when sampling."""
+    stop: list[str] = Field(default_factory=list)
+    """Strings that end the answer; the text is cut before the first one."""
+    seed: int | None = None
+    """Seeds sampling, so a sampled answer can be repeated."""
+
+    _model: OneGenModel = PrivateAttr()
+
+    def __init__(self, model: OneGenModel, **fields: Any) -> None:
+        super().__init__(**fields)
+        self._model = model
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OneGenLLM"
+
+    @property
+    def model(self) -> OneGenModel:
+        """The shared model."""
+        return self._model
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self._model.context_window,
+            num_output=self.max_new_tokens,
+            is_chat_model=True,
+            model_name=self._model.name,
+        )
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Answer `prompt` as one user message (the chat template is always applied)."""
+        done = self._answer(Dialogue(prompt), kwargs)
+        return CompletionResponse(text=done.text, raw=done)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Stream the answer to `prompt`; each response holds the text so far and its delta."""
+        return self._completion_stream(Dialogue(prompt), kwargs)
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Answer the last (user) message; the history is fed in one forward pass."""
+        done = self._answer(Dialogue.from_messages(messages), kwargs)
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=done.text), raw=done)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream the answer to the last (user) message."""
+        return self._chat_stream(Dialogue.from_messages(messages), kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """`complete`, computed in a worker thread so the event loop stays free."""
+        done = await asyncio.to_thread(self._answer, Dialogue(prompt), kwargs)
+        return CompletionResponse(text=done.text, raw=done)
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        """`stream_complete`, computed in a worker thread so the event loop stays free."""
+        return iterate_in_thread(self._completion_stream(Dialogue(prompt), kwargs))
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """`chat`, computed in a worker thread so the event loop stays free."""
+        done = await asyncio.to_thread(self._answer, Dialogue.from_messages(messages), kwargs)
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=done.text), raw=done)
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """`stream_chat`, computed in a worker thread so the event loop stays free."""
+        return iterate_in_thread(self._chat_stream(Dialogue.from_messages(messages), kwargs))
+
+    def _answer(self, dialogue: Dialogue, overrides: dict[str, Any]) -> DoneEvent:
+        return self._session(dialogue, overrides).ask(dialogue.message)
+
+    def _completion_stream(self, dialogue: Dialogue, overrides: dict[str, Any]) -> CompletionResponseGen:
+        events = self._session(dialogue, overrides).send(dialogue.message)
+        return (CompletionResponse(text=text, delta=delta) for text, delta in text_deltas(events))
+
+    def _chat_stream(self, dialogue: Dialogue, overrides: dict[str, Any]) -> ChatResponseGen:
+        return chat_responses(self._session(dialogue, overrides).send(dialogue.message))
+
+    def _session(self, dialogue: Dialogue, overrides: dict[str, Any]) -> OneGenSession:
+        """A retrieval-free session holding the dialogue's history, with per-call options."""
+        overrides = {k: v for k, v in overrides.items() if k != "formatted"}
+        unknown = sorted(set(overrides) - set(_CALL_OPTIONS))
+        if unknown:
+            raise TypeError(f"OneGenLLM got unknown options {unknown}; per call it accepts {list(_CALL_OPTIONS)}")
+        options: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+            **overrides,
+        }
+        return dialogue.open(self._model, None, system_prompt=self.system_prompt, seed=self.seed, retrieval="never", **options)

@@ -1,0 +1,107 @@
+"""`LlamaIndexRetriever`: the engine's `[RQ]` search answered by any LlamaIndex retriever."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import llama_index.core.instrumentation as instrument
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.indices.vector_store import VectorStoreIndex
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+from onegen_integrations.errors import EmbeddingModelMismatchError
+from onegen_integrations.llama_index.embedding import OneGenEmbedding
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.retrieval import Hit, RetrievalQuery
+from onegen_integrations.store import FINGERPRINT_KEY, MODEL_KEY
+
+dispatcher = instrument.get_dispatcher(__name__)
+
+
+class LlamaIndexRetriever:
+    """The engine's `Retriever` protocol over a LlamaIndex retriever and node post-processors.
+
+    When the model emits `[RQ]`, the engine calls `retrieve` with the hidden state there; it
+    becomes `QueryBundle(query_str=<message and answer so far>, embedding=<[RQ] vector>)`,
+    so the LlamaIndex retriever searches with that vector and never embeds the text, and
+    its instrumentation (`RetrievalStartEvent`/`RetrievalEndEvent`) fires as usual. The
+    post-processed nodes are inserted into the generation as passages, all of them: how many
+    is the LlamaIndex retriever's `similarity_top_k` and the post-processors' business.
+    Every node retrieved lands in `nodes`, which `new_turn` replaces with an empty list.
+
+    Example:
+        adapter = LlamaIndexRetriever(index.as_retriever(similarity_top_k=2))
+        session = model.session(adapter)
+        answer = session.ask("Who founded the Varenne Institute?").text
+        sources = adapter.nodes
+    """
+
+    def __init__(
+        self,
+        retriever: BaseRetriever,
+        node_postprocessors: Sequence[BaseNodePostprocessor] = (),
+        *,
+        metadata_mode: MetadataMode = MetadataMode.NONE,
+    ) -> None:
+        """`metadata_mode` says which node metadata goes into the inserted passage text
+        (default none: the model sees the text it was trained to see)."""
+        self.retriever = retriever
+        self.node_postprocessors = list(node_postprocessors)
+        self.metadata_mode = metadata_mode
+        self.nodes: list[NodeWithScore] = []
+        """Nodes retrieved since the last `new_turn`, in order, post-processed."""
+
+    def new_turn(self) -> list[NodeWithScore]:
+        """Start collecting a new turn's nodes; returns the list its retrievals will fill."""
+        self.nodes = []
+        return self.nodes
+
+    @dispatcher.span
+    def retrieve(self, query: RetrievalQuery) -> list[Hit]:
+        """Search with the `[RQ]` vector; return the post-processed nodes as hits."""
+        bundle = QueryBundle(query_str=query.text, embedding=query.vector.tolist())
+        nodes = self.retriever.retrieve(bundle)
+        for postprocessor in self.node_postprocessors:
+            nodes = postprocessor.postprocess_nodes(nodes, query_bundle=bundle)
+        self.nodes.extend(nodes)
+        return [
+            Hit(
+                id=node.node_id,
+                text=node.node.get_content(metadata_mode=self.metadata_mode),
+                score=float(node.score or 0.0),
+                metadata=dict(node.node.metadata),
+            )
+            for node in nodes
+        ]
+
+
+def index_model(index: VectorStoreIndex) -> OneGenModel:
+    """The `OneGenModel` whose `[RD]` vectors fill `index`; raises if another model's do.
+
+    The index must have been built with `OneGenEmbedding` (the `[RQ]` vector only matches
+    OneGen document vectors), and a Chroma collection that records a fingerprint must
+    record this model's.
+    """
+    embed_model = getattr(index, "_embed_model", None)
+    if not isinstance(embed_model, OneGenEmbedding):
+        raise EmbeddingModelMismatchError(
+            f"the index was embedded by {type(embed_model).__name__} "
+            f"({getattr(embed_model, 'model_name', 'unknown')}), not by OneGen: the [RQ] vector only "
+            "matches documents embedded by the same OneGen model. Build the index with "
+            "embed_model=OneGenEmbedding(model) (or Settings.embed_model = OneGenEmbedding(model))"
+        )
+    model = embed_model.model
+    vector_store = index.vector_store
+    if isinstance(vector_store, ChromaVectorStore):
+        recorded = dict(vector_store.client.metadata or {})
+        fingerprint = recorded.get(FINGERPRINT_KEY)
+        if fingerprint is not None and fingerprint != model.fingerprint:
+            raise EmbeddingModelMismatchError(
+                f"the Chroma collection {vector_store.client.name!r} was embedded by model "
+                f"{recorded.get(MODEL_KEY)!r} (fingerprint {fingerprint}), but the index's embed "
+                f"model is {model.name!r} (fingerprint {model.fingerprint}): its vectors are not "
+                "comparable. Re-index into a new collection with this model, or load the model that built it"
+            )
+    return model
