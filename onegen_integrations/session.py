@@ -165,14 +165,18 @@ class OneGenSession:
         """Answer one user message, yielding `TokenEvent`s, `RetrievalEvent`s and a `DoneEvent`.
 
         `overrides` change `GenerationOptions` for this turn only. Raises `EmptyTextError`
-        for an empty message, `SessionBusyError` if another caller is in a turn of this
-        session, and `ContextWindowExceededError` if the message cannot fit even alone.
+        for an empty message at once; while iterating, `SessionBusyError` if another caller
+        is in a turn of this session, and `ContextWindowExceededError` (with the session
+        unchanged) if the message cannot fit even alone.
         """
         if not message or not message.strip():
             raise EmptyTextError("the message is empty: send some text")
         options = _validated(dataclasses.replace(self.options, **overrides))  # type: ignore[arg-type]
         if options.retrieval != "never" and self.retriever is None:
             raise ValueError("this session has no retriever; use retrieval='never'")
+        return self._locked_turn(message, options)
+
+    def _locked_turn(self, message: str, options: GenerationOptions) -> Iterator[Event]:
         if not self._busy.acquire(blocking=False):
             raise SessionBusyError(
                 "this session is already answering a message; give each caller its own "
@@ -187,20 +191,21 @@ class OneGenSession:
         started = time.perf_counter()
         cached = len(self.token_ids)
         fed_before = self._fed
-        history = self.messages
-        if self._turns:
-            self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
-        user_ids = self._format.user_turn(history, message)
-        prompt_tokens = len(self._pending) + len(user_ids)
-        rebuilt = self._make_room(len(user_ids) + min(options.max_new_tokens, 64), keep_last=0)
+        previous = self._turns[-1] if self._turns else None
+        close = self._format.assistant_close(previous.finish == "eos") if previous else []
+        user_ids = self._format.user_turn(self.messages, message)
+        reserve = min(options.max_new_tokens, 64)
+        rebuilt = self._make_room(len(close) + len(user_ids) + reserve, keep_last=0)
         if rebuilt is None:
             raise ContextWindowExceededError(
                 f"the message takes {len(user_ids)} tokens and needs room to answer, but the "
                 f"context window holds {self.context_window} (the system prompt takes "
                 f"{len(self._preamble)}): shorten the message or lower max_new_tokens"
             )
-        if rebuilt:
-            prompt_tokens, cached = len(user_ids), 0
+        if self._turns and self._turns[-1] is previous:  # unless it was dropped to make room
+            self._append(close)
+        prompt_tokens = len(self._pending) - rebuilt + len(user_ids)
+        cached = 0 if rebuilt else cached
         turn = _Turn(user=message)
         self._turns.append(turn)
         self._append(user_ids)
@@ -346,9 +351,10 @@ class OneGenSession:
         return len(self._pending)
 
     def _drop_pending(self, turn: _Turn) -> None:
-        """Forget queued tokens that will never be fed (the turn ended for lack of room)."""
-        del turn.tokens[len(turn.tokens) - len(self._pending) :]
-        self._pending = []
+        """Forget queued tokens of `turn` that will never be fed (it ended for lack of room)."""
+        unfed = min(len(self._pending), len(turn.tokens))
+        del turn.tokens[len(turn.tokens) - unfed :]
+        del self._pending[len(self._pending) - unfed :]
 
     def _decode(self, ids: list[int], *, final: bool = False) -> str:
         """Answer text; mid-stream, a trailing partial multi-byte character is held back."""

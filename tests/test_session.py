@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -191,12 +192,16 @@ def test_message_larger_than_the_window_is_refused_and_changes_nothing(tiny_mode
     with pytest.raises(ContextWindowExceededError, match="context window"):
         session.ask("word " * 200)
     assert (session.token_ids, session.messages) == before
+    untouched = tiny_model.session(None, context_window=120, max_new_tokens=8)
+    untouched.ask("Hello")
+    usages = [dataclasses.replace(s.ask("Again").usage, seconds=0.0) for s in (session, untouched)]
+    assert usages[0] == usages[1]
 
 
-def test_empty_message_is_an_error(tiny_model):
+def test_empty_message_is_an_error_at_once(tiny_model):
     session = tiny_model.session(None)
     with pytest.raises(EmptyTextError):
-        session.ask("   ")
+        session.send("   ")
 
 
 def test_one_session_refuses_a_second_concurrent_caller(tiny_model):
