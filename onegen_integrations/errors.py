@@ -49,3 +49,7 @@ class EmbeddingModelMismatchError(StoreError):
 
 class EmptyStoreError(StoreError):
     """A search ran on a collection with no documents."""
+
+
+class InputFileError(OneGenError, ValueError):
+    """A file given to `onegen index` cannot be read as documents (the message names file:line)."""

@@ -128,7 +128,9 @@ class ChromaDocumentStore:
                 bar.update(len(batch))
         return ids
 
-    def search(self, vector: np.ndarray | Sequence[float], k: int = 4, where: dict[str, Any] | None = None) -> list[Hit]:
+    def search(
+        self, vector: np.ndarray | Sequence[float], k: int = 4, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
         """The `k` documents nearest to `vector`, best first; `score` is cosine similarity.
 
         `where` is a Chroma metadata filter, e.g. `{"source": "notes.md"}`. Fewer than `k`

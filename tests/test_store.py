@@ -7,8 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import chromadb
 import numpy as np
 import pytest
+from chromadb.config import Settings
 
 from conftest import make_tiny_model
 from onegen_integrations.errors import (
@@ -17,6 +19,7 @@ from onegen_integrations.errors import (
     EmptyStoreError,
     EmptyTextError,
     NotAChromaDatabaseError,
+    StoreError,
 )
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import RetrievalQuery
@@ -34,6 +37,11 @@ TEXTS = [
 @pytest.fixture
 def store(tmp_path: Path, tiny_model: OneGenModel) -> ChromaDocumentStore:
     return ChromaDocumentStore(tiny_model, path=tmp_path / "db", collection="docs")
+
+
+def chroma_client(path: Path) -> chromadb.ClientAPI:
+    """A Chroma client of our own, as a caller would pass one (telemetry off: no network)."""
+    return chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
 
 
 def count_embedded(model: OneGenModel) -> list[list[str]]:
@@ -217,3 +225,32 @@ def test_deleted_documents_are_gone(store: ChromaDocumentStore) -> None:
     assert store.count() == 3
     hits = store.search(store.model.embed_documents([TEXTS[0]])[0], k=5)
     assert TEXTS[0] not in [h.text for h in hits]
+
+
+def test_an_empty_collection_made_elsewhere_is_claimed_for_the_model(
+    tmp_path: Path, tiny_model: OneGenModel
+) -> None:
+    client = chroma_client(tmp_path / "db")
+    client.create_collection("docs", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+
+    ChromaDocumentStore(tiny_model, client=client, collection="docs").add(TEXTS[:1], show_progress=False)
+
+    with pytest.raises(EmbeddingModelMismatchError):
+        ChromaDocumentStore(make_tiny_model(seed=1), client=client, collection="docs")
+
+
+def test_a_filled_collection_without_a_fingerprint_is_refused(tmp_path: Path, tiny_model: OneGenModel) -> None:
+    client = chroma_client(tmp_path / "db")
+    foreign = client.create_collection("docs", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+    foreign.add(ids=["x"], embeddings=[np.ones(tiny_model.dimension)], documents=["x"])
+
+    with pytest.raises(EmbeddingModelMismatchError, match="unknown model"):
+        ChromaDocumentStore(tiny_model, client=client, collection="docs")
+
+
+def test_a_collection_with_another_distance_is_refused(tmp_path: Path, tiny_model: OneGenModel) -> None:
+    client = chroma_client(tmp_path / "db")
+    client.create_collection("docs", configuration={"hnsw": {"space": "l2"}}, embedding_function=None)
+
+    with pytest.raises(StoreError, match="measures l2 distance"):
+        ChromaDocumentStore(tiny_model, client=client, collection="docs")

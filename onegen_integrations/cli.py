@@ -1,0 +1,408 @@
+"""The `onegen` command: index documents into Chroma, then ask or chat with retrieval in one pass.
+
+    onegen index docs/ notes.jsonl --db .onegen/chroma
+    onegen ask "Who founded the Varenne Institute?"
+    onegen chat --script questions.txt
+    onegen demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any, TextIO
+
+from transformers.utils import logging as transformers_logging
+
+from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenError
+from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
+from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
+from onegen_integrations.session import OneGenSession
+from onegen_integrations.splitter import TextSplitter
+from onegen_integrations.store import (
+    DEFAULT_COLLECTION,
+    DEFAULT_PATH,
+    SQLITE_FILE,
+    ChromaDocumentStore,
+    content_id,
+)
+
+TEXT_SUFFIXES = (".txt", ".md")
+JSONL_SUFFIX = ".jsonl"
+DEMO_DB = ".onegen/demo-db"
+DEMO_COLLECTION = "demo"
+PREVIEW_CHARS = 60
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """One document read from a file, before splitting; `id` is None for content ids."""
+
+    text: str
+    id: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def main(argv: Sequence[str] | None = None, *, model: OneGenModel | None = None) -> int:
+    """Run the `onegen` command; return its exit status (2 for errors, with one clear line).
+
+    `model` replaces loading `--model` (to drive the CLI in-process with a model already
+    loaded, as tests and notebooks do).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_numbers(parser, args)
+    try:
+        return args.run(args, model)
+    except OneGenError as error:
+        print(f"onegen: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onegen", description="One LLM that generates and retrieves in a single pass."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="embed .txt, .md and .jsonl files into a collection")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files, or directories to walk")
+    _add_store_options(index, DEFAULT_PATH, DEFAULT_COLLECTION)
+    index.add_argument("--chunk-tokens", type=int, default=256, help="longer documents are split (default 256)")
+    index.add_argument("--overlap", type=int, default=32, help="tokens repeated between chunks (default 32)")
+    index.add_argument("--batch-size", type=int, default=32, help="documents embedded at once (default 32)")
+    index.set_defaults(run=_index)
+
+    ask = commands.add_parser("ask", help="answer one question, streaming")
+    ask.add_argument("question")
+    _add_store_options(ask, DEFAULT_PATH, DEFAULT_COLLECTION)
+    _add_generation_options(ask)
+    ask.set_defaults(run=_ask)
+
+    chat = commands.add_parser("chat", help="a multi-turn conversation (/reset, /quit)")
+    _add_store_options(chat, DEFAULT_PATH, DEFAULT_COLLECTION)
+    _add_generation_options(chat)
+    chat.add_argument("--script", type=Path, help="one user message per line, run without prompting")
+    chat.set_defaults(run=_chat)
+
+    demo = commands.add_parser("demo", help="index the bundled demo corpus and run a scripted chat")
+    demo.add_argument("--db", default=DEMO_DB, help=f"database directory (default {DEMO_DB})")
+    _add_generation_options(demo)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse impossible option values the way argparse refuses unknown ones (usage, exit 2)."""
+    if getattr(args, "port", None) is not None and args.host is None:
+        parser.error("--port needs --host (the Chroma server's address)")
+    for name in ("k", "max_new_tokens", "chunk_tokens", "batch_size"):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if hasattr(args, "overlap") and not 0 <= args.overlap < args.chunk_tokens:
+        parser.error("--overlap must be at least 0 and less than --chunk-tokens")
+
+
+def _add_store_options(parser: argparse.ArgumentParser, db: str, collection: str) -> None:
+    parser.add_argument("--db", default=db, help=f"embedded Chroma database directory (default {db})")
+    parser.add_argument("--collection", default=collection, help=f"collection name (default {collection})")
+    parser.add_argument("--model", default="default", help="'default' or a model directory (default: default)")
+    parser.add_argument("--host", help="use the Chroma server on this host instead of --db")
+    parser.add_argument("--port", type=int, help="port of the Chroma server (default 8000)")
+
+
+def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", type=int, default=1, help="passages per retrieval (default 1)")
+    parser.add_argument(
+        "--retrieval",
+        choices=("auto", "always", "never"),
+        help="auto: the model decides; always: retrieve before answering (default: auto for "
+        "trained models, always for untrained ones)",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (default 256)")
+
+
+def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    sources = _source_files(args.paths)
+    if not sources:
+        raise InputFileError(f"no .txt, .md or .jsonl files in {', '.join(map(str, args.paths))}")
+    documents = [doc for path in sources for doc in _read_documents(path)]
+    model = model or _load_model(args.model)
+    splitter = TextSplitter(model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
+    store = _open_store(args, model)
+    texts, ids, metadatas = _chunks(documents, splitter)
+    before = store.count()
+    store.add(texts, ids, metadatas, batch_size=args.batch_size)
+    added = store.count() - before
+    print(
+        f"{len(set(ids))} documents from {len(sources)} files: {added} added, "
+        f"{len(set(ids)) - added} already present; collection {args.collection!r} holds {store.count()}"
+    )
+    return 0
+
+
+def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    model = model or _load_model(args.model)
+    session = _session(model, _chat_store(args, model), args)
+    _stream_turn(session, args.question)
+    return 0
+
+
+def _chat(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    if args.script is not None and not args.script.is_file():
+        raise InputFileError(f"no script at {args.script}: give a file with one message per line")
+    model = model or _load_model(args.model)
+    session = _session(model, _chat_store(args, model), args)
+    if args.script is not None:
+        with args.script.open(encoding="utf-8") as script:
+            _scripted_chat(session, script)
+    elif sys.stdin.isatty():
+        _interactive_chat(session)
+    else:
+        _scripted_chat(session, sys.stdin)
+    return 0
+
+
+def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    demo = files("onegen_integrations").joinpath("demo")
+    with ExitStack() as stack:
+        corpus = stack.enter_context(as_file(demo.joinpath("corpus.jsonl")))
+        script = stack.enter_context(as_file(demo.joinpath("conversation.txt")))
+        model = model or _load_model("default")
+        store = ChromaDocumentStore(model, path=args.db, collection=DEMO_COLLECTION)
+        store.add(*_chunks(list(_read_documents(corpus)), TextSplitter(model)))
+        print(f"demo corpus: {store.count()} documents in {args.db} (collection {DEMO_COLLECTION!r})")
+        with script.open(encoding="utf-8") as lines:
+            _scripted_chat(_session(model, store, args), lines)
+    return 0
+
+
+def _load_model(name: str) -> OneGenModel:
+    """Load a model, showing its untrained-retrieval warning as one line and no progress bars."""
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UntrainedRetrievalWarning)
+            model = OneGenModel.load(name)
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
+    for warning in caught:
+        if issubclass(warning.category, UntrainedRetrievalWarning):
+            print(f"onegen: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return model
+
+
+def _open_store(args: argparse.Namespace, model: OneGenModel) -> ChromaDocumentStore:
+    return ChromaDocumentStore(model, path=args.db, collection=args.collection, host=args.host, port=args.port)
+
+
+def _chat_store(args: argparse.Namespace, model: OneGenModel) -> ChromaDocumentStore | None:
+    """The collection to retrieve from (None with `--retrieval never`); it must hold documents.
+
+    Checked before the first turn, so a missing index is one clear error, not a failure
+    in the middle of an answer; and a mistyped --db is not created as a new empty database.
+    """
+    if args.retrieval == "never":
+        return None
+    if args.host is None and not (Path(args.db) / SQLITE_FILE).is_file():
+        raise EmptyStoreError(
+            f"no database at {args.db}: index documents first (onegen index PATH... --db {args.db}), "
+            "or pass --retrieval never"
+        )
+    store = _open_store(args, model)
+    if store.count() == 0:
+        raise EmptyStoreError(
+            f"collection {args.collection!r} is empty: index documents first "
+            f"(onegen index PATH... --db {args.db} --collection {args.collection})"
+        )
+    return store
+
+
+def _session(model: OneGenModel, store: ChromaDocumentStore | None, args: argparse.Namespace) -> OneGenSession:
+    """A session retrieving from `store` with the generation options in `args`."""
+    options: dict[str, Any] = {"k": args.k, "max_new_tokens": args.max_new_tokens}
+    # Left out when not given, so the session picks auto or always from the model.
+    if args.retrieval is not None:
+        options["retrieval"] = args.retrieval
+    return model.session(retriever=store, **options)
+
+
+def _scripted_chat(session: OneGenSession, lines: TextIO) -> None:
+    """Run each non-blank line as a user message, echoing it as `you> ...`."""
+    for line in lines:
+        message = line.strip()
+        if not message:
+            continue
+        print(f"you> {message}", flush=True)
+        if not _chat_turn(session, message):
+            return
+
+
+def _interactive_chat(session: OneGenSession) -> None:
+    print("onegen chat: /reset forgets the conversation, /quit (or Ctrl-D) leaves", file=sys.stderr)
+    while True:
+        try:
+            message = input("you> ").strip()
+        except EOFError:
+            print()
+            return
+        if message and not _chat_turn(session, message):
+            return
+
+
+def _chat_turn(session: OneGenSession, message: str) -> bool:
+    """Answer one message or run a command; False when the chat should end."""
+    if message == "/quit":
+        return False
+    if message == "/reset":
+        session.reset()
+        print("[conversation reset]", file=sys.stderr)
+        return True
+    _stream_turn(session, message, prompt="onegen> ")
+    return True
+
+
+def _stream_turn(session: OneGenSession, message: str, prompt: str = "") -> None:
+    """Stream the answer to stdout after `prompt`; retrievals and the usage line go to stderr.
+
+    Whitespace before the first word is not shown: after an inserted passage the model
+    tends to open with blank lines.
+    """
+    started = mid_line = False
+    for event in session.send(message):
+        if isinstance(event, TokenEvent):
+            text = event.text if started else event.text.lstrip()
+            if not text:
+                continue
+            sys.stdout.write(text if started else prompt + text)
+            sys.stdout.flush()
+            started = True
+            mid_line = not text.endswith("\n")
+        elif isinstance(event, RetrievalEvent):
+            sys.stdout.flush()
+            print(("\n" if mid_line else "") + _retrieval_line(event), file=sys.stderr, flush=True)
+            mid_line = False
+        elif isinstance(event, DoneEvent):
+            print(prompt if not started else "", flush=True)
+            print(_usage_line(event), file=sys.stderr, flush=True)
+
+
+def _retrieval_line(event: RetrievalEvent) -> str:
+    if not event.hits:
+        return "[retrieved: nothing]"
+    lines = []
+    for hit in event.hits:
+        preview = " ".join(hit.text.split())
+        if len(preview) > PREVIEW_CHARS:
+            preview = preview[:PREVIEW_CHARS].rstrip() + "…"
+        lines.append(f'[retrieved: {hit.id} ({hit.score:.2f}) "{preview}"]')
+    return "\n".join(lines)
+
+
+def _usage_line(done: DoneEvent) -> str:
+    usage = done.usage
+    rate = usage.completion_tokens / usage.seconds if usage.seconds > 0 else 0.0
+    retrievals = f"{usage.retrievals} retrieval{'' if usage.retrievals == 1 else 's'}"
+    return (
+        f"[{usage.completion_tokens} tokens, {retrievals}, {usage.seconds:.1f} s, {rate:.1f} tokens/s; "
+        f"prompt {usage.prompt_tokens}, inserted {usage.inserted_tokens}, cached {usage.cached_tokens}; "
+        f"finish: {done.finish_reason}]"
+    )
+
+
+def _source_files(paths: Sequence[Path]) -> list[Path]:
+    """The files to index: given files, and supported files found under given directories."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            # Hidden directories (.git, .venv, the database itself) hold no user documents.
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix in (*TEXT_SUFFIXES, JSONL_SUFFIX)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            if path.suffix not in (*TEXT_SUFFIXES, JSONL_SUFFIX):
+                raise InputFileError(f"{path}: unsupported file type; give .txt, .md or .jsonl files")
+            found.append(path)
+        else:
+            raise InputFileError(f"{path}: no such file or directory")
+    return found
+
+
+def _read_documents(path: Path) -> Iterator[SourceDocument]:
+    """The documents of one file: the whole text of .txt/.md, one per line of .jsonl."""
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(f"{path}: cannot be read as UTF-8 text ({error})") from error
+    if path.suffix != JSONL_SUFFIX:
+        yield SourceDocument(content, None, {"source": str(path)})
+        return
+    for number, line in enumerate(content.splitlines(), start=1):
+        if line.strip():
+            yield _jsonl_document(path, number, line)
+
+
+def _jsonl_document(path: Path, number: int, line: str) -> SourceDocument:
+    """One .jsonl line: `text`, an optional `id`, every other key kept as metadata."""
+    where = f"{path}:{number}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{where}: not valid JSON ({error.msg}); fix or remove that line") from error
+    if not isinstance(record, dict):
+        raise InputFileError(f'{where}: expected a JSON object like {{"text": "..."}}')
+    text = record.pop("text", None)
+    if not isinstance(text, str) or not text.strip():
+        raise InputFileError(f'{where}: needs a non-empty string "text"')
+    id_ = record.pop("id", None)
+    if id_ is not None and (not isinstance(id_, (str, int)) or id_ == ""):
+        raise InputFileError(f'{where}: "id" must be a non-empty string or a number')
+    # Chroma metadata holds only scalars: keep nested values as JSON text.
+    metadata = {
+        key: value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+        for key, value in record.items()
+        if value is not None
+    }
+    metadata.setdefault("source", str(path))
+    return SourceDocument(text, None if id_ is None else str(id_), metadata)
+
+
+def _chunks(
+    documents: Sequence[SourceDocument], splitter: TextSplitter
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """Texts, ids and metadata to add: each document, split when longer than a chunk.
+
+    Chunk `i` of a document with an id gets the id `"{id}#{i}"` (the id alone when the
+    document is one chunk); documents without an id get content ids.
+    """
+    texts: list[str] = []
+    ids: list[str] = []
+    metadatas: list[dict[str, Any]] = []
+    for doc in documents:
+        chunks = splitter.split(doc.text)
+        for i, chunk in enumerate(chunks):
+            texts.append(chunk)
+            if doc.id is None:
+                ids.append(content_id(chunk))
+            else:
+                ids.append(doc.id if len(chunks) == 1 else f"{doc.id}#{i}")
+            metadatas.append({**doc.metadata, "chunk": i})
+    return texts, ids, metadatas

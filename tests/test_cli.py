@@ -1,0 +1,247 @@
+"""The `onegen` command: index, ask, chat and demo, driven in-process with a tiny model."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from onegen_integrations.cli import main
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.store import ChromaDocumentStore, content_id
+
+USAGE_LINE = re.compile(
+    r"^\[\d+ tokens, \d+ retrievals?, \d+\.\d s, \d+\.\d tokens/s; .*cached (\d+); finish: \w+\]$", re.M
+)
+RETRIEVAL_LINE = re.compile(r'^\[retrieved: (\S+) \(-?\d\.\d\d\) "[^"]+"\]$', re.M)
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """Two text files (one in a subdirectory), a .jsonl with two documents, and a file to ignore."""
+    root = tmp_path / "docs"
+    (root / "people").mkdir(parents=True)
+    (root / "institute.md").write_text("# Varenne Institute\n\nOdile Marchetti founded the Varenne Institute.")
+    (root / "people" / "odile.txt").write_text("Odile Marchetti was born in Selbrook.")
+    (root / "towns.jsonl").write_text(
+        json.dumps({"id": "selbrook", "text": "Selbrook lies on the River Tamsey.", "title": "Selbrook"})
+        + "\n\n"
+        + json.dumps({"text": "Corvant is a port city.", "tags": ["port", "city"]})
+        + "\n"
+    )
+    (root / "image.png").write_bytes(b"\x89PNG")
+    return root
+
+
+def index(model: OneGenModel, *args: str) -> int:
+    return main(["index", *args], model=model)
+
+
+def test_index_reads_every_supported_file_and_reports_counts(
+    docs: Path, tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert index(tiny_model, str(docs), "--db", str(tmp_path / "db"), "--collection", "docs") == 0
+
+    out = capsys.readouterr().out
+    assert "4 documents from 3 files: 4 added, 0 already present; collection 'docs' holds 4" in out
+    store = ChromaDocumentStore(tiny_model, path=tmp_path / "db", collection="docs")
+    hit = store.search(tiny_model.embed_documents(["Selbrook lies on the River Tamsey."])[0], k=1)[0]
+    assert hit.id == "selbrook"
+    assert hit.metadata == {"title": "Selbrook", "source": str(docs / "towns.jsonl"), "chunk": 0}
+    corvant = store.search(tiny_model.embed_documents(["Corvant is a port city."])[0], k=1)[0]
+    assert (corvant.id, corvant.metadata["tags"]) == (content_id("Corvant is a port city."), '["port", "city"]')
+
+
+def test_indexing_again_skips_every_document(
+    docs: Path, tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index(tiny_model, str(docs), "--db", str(tmp_path / "db"))
+    capsys.readouterr()
+
+    assert index(tiny_model, str(docs), "--db", str(tmp_path / "db")) == 0
+
+    out = capsys.readouterr().out
+    assert "4 documents from 3 files: 0 added, 4 already present; collection 'onegen' holds 4" in out
+
+
+def test_a_long_file_is_indexed_as_numbered_chunks(tmp_path: Path, tiny_model: OneGenModel) -> None:
+    long_file = tmp_path / "long.txt"
+    long_file.write_text(" ".join(f"Fact number {i} is about the river." for i in range(40)))
+
+    index(tiny_model, str(long_file), "--db", str(tmp_path / "db"), "--chunk-tokens", "32", "--overlap", "8")
+
+    store = ChromaDocumentStore(tiny_model, path=tmp_path / "db")
+    chunks = store.collection.get(include=["metadatas", "documents"])
+    assert sorted(m["chunk"] for m in chunks["metadatas"]) == list(range(store.count()))
+    assert store.count() > 10
+    assert max(tiny_model.count_tokens(text) for text in chunks["documents"]) <= 32
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"title": "no text"}', 'needs a non-empty string "text"'),
+        ("[1, 2]", "JSON object"),
+    ],
+)
+def test_a_bad_jsonl_line_is_named_by_file_and_line(
+    tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str], line: str, reason: str
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n\n' + line + "\n")
+
+    assert index(tiny_model, str(bad), "--db", str(tmp_path / "db")) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"onegen: error: {bad}:3: ") and reason in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "db").exists()
+
+
+def test_a_directory_without_documents_is_an_error(
+    tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+
+    assert index(tiny_model, str(tmp_path / "empty"), "--db", str(tmp_path / "db")) == 2
+
+    assert capsys.readouterr().err == f"onegen: error: no .txt, .md or .jsonl files in {tmp_path / 'empty'}\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(["--overlap", "300"], "--overlap must be"), (["--port", "8000"], "--port needs --host")],
+)
+def test_impossible_options_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["index", str(tmp_path), *options])
+
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_missing_model_path_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "hello?", "--model", str(tmp_path / "nowhere"), "--retrieval", "never"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"onegen: error: no model at {str(tmp_path / 'nowhere')!r}: ")
+    assert err.count("\n") == 1 and "nothing is downloaded" in err
+
+
+def test_asking_without_a_database_says_to_index_first(
+    tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ask", "hello?", "--db", str(tmp_path / "db")], model=tiny_model) == 2
+
+    assert "index documents first (onegen index" in capsys.readouterr().err
+    assert not (tmp_path / "db").exists()
+
+
+def test_ask_streams_the_answer_with_retrievals_and_usage(
+    docs: Path, tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index(tiny_model, str(docs), "--db", str(tmp_path / "db"))
+    capsys.readouterr()
+
+    argv = ["ask", "Where is Selbrook?", "--db", str(tmp_path / "db"), "--k", "2", "--max-new-tokens", "4"]
+    code = main(argv, model=tiny_model)
+
+    err = capsys.readouterr().err
+    assert code == 0
+    store = ChromaDocumentStore(tiny_model, path=tmp_path / "db")
+    all_ids = set(store.collection.get(include=[])["ids"])
+    retrieved = RETRIEVAL_LINE.findall(err)
+    assert len(retrieved) == 2 and set(retrieved) <= all_ids
+    assert len(USAGE_LINE.findall(err)) == 1
+
+
+def test_scripted_chat_echoes_messages_and_obeys_reset_and_quit(
+    docs: Path, tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index(tiny_model, str(docs), "--db", str(tmp_path / "db"))
+    script = tmp_path / "script.txt"
+    script.write_text("first question\n\nsecond question\n/reset\nthird question\n/quit\nnever sent\n")
+    capsys.readouterr()
+
+    argv = ["chat", "--db", str(tmp_path / "db"), "--script", str(script), "--max-new-tokens", "3"]
+    code = main(argv, model=tiny_model)
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    echoed = re.findall(r"^you> (.*)$", out, re.M)
+    assert echoed == ["first question", "second question", "/reset", "third question", "/quit"]
+    cached = [int(n) for n in USAGE_LINE.findall(err)]
+    assert cached[0] == 0 and cached[1] > 0 and cached[2] == 0
+    assert "[conversation reset]" in err
+
+
+def test_chat_reads_piped_stdin_without_prompting(
+    docs: Path,
+    tmp_path: Path,
+    tiny_model: OneGenModel,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index(tiny_model, str(docs), "--db", str(tmp_path / "db"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello there\nand again\n"))
+    capsys.readouterr()
+
+    argv = ["chat", "--db", str(tmp_path / "db"), "--retrieval", "never", "--max-new-tokens", "2"]
+    assert main(argv, model=tiny_model) == 0
+
+    out, err = capsys.readouterr()
+    assert re.findall(r"^you> (.*)$", out, re.M) == ["hello there", "and again"]
+    assert len(USAGE_LINE.findall(err)) == 2 and "[retrieved" not in err
+
+
+def test_demo_indexes_the_bundled_corpus_and_runs_its_conversation(
+    tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = files("onegen_integrations").joinpath("demo")
+    corpus_size = len([line for line in demo.joinpath("corpus.jsonl").read_text().splitlines() if line.strip()])
+    messages = [line.strip() for line in demo.joinpath("conversation.txt").read_text().splitlines() if line.strip()]
+
+    assert main(["demo", "--db", str(tmp_path / "demo-db"), "--max-new-tokens", "2"], model=tiny_model) == 0
+
+    out, err = capsys.readouterr()
+    assert f"demo corpus: {corpus_size} documents" in out
+    assert re.findall(r"^you> (.*)$", out, re.M) == messages
+    assert len(RETRIEVAL_LINE.findall(err)) == len(messages)
+
+
+@pytest.mark.default_model
+def test_onegen_ask_end_to_end_on_the_default_model(tmp_path: Path) -> None:
+    onegen = Path(sys.executable).parent / "onegen"
+    (tmp_path / "facts.jsonl").write_text(
+        json.dumps({"id": "selbrook", "text": "Selbrook is a town on the River Tamsey."})
+        + "\n"
+        + json.dumps({"id": "corvant", "text": "Corvant is a port city on the Bay of Sarn."})
+        + "\n"
+    )
+    db = str(tmp_path / "db")
+    indexed = subprocess.run(
+        [onegen, "index", str(tmp_path / "facts.jsonl"), "--db", db], capture_output=True, text=True, timeout=300
+    )
+    assert indexed.returncode == 0, indexed.stderr
+    assert "2 documents from 1 files: 2 added" in indexed.stdout
+
+    asked = subprocess.run(
+        [onegen, "ask", "Which river runs through Selbrook?", "--db", db, "--max-new-tokens", "24"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert asked.returncode == 0, asked.stderr
+    assert "onegen: warning: model 'default' has untrained OneGen tokens" in asked.stderr
+    assert RETRIEVAL_LINE.findall(asked.stderr) in (["selbrook"], ["corvant"])
+    assert len(USAGE_LINE.findall(asked.stderr)) == 1
+    assert asked.stdout.strip()
