@@ -29,7 +29,8 @@ class LlamaIndexRetriever:
     its instrumentation (`RetrievalStartEvent`/`RetrievalEndEvent`) fires as usual. The
     post-processed nodes are inserted into the generation as passages, all of them: how many
     is the LlamaIndex retriever's `similarity_top_k` and the post-processors' business.
-    Every node retrieved lands in `nodes`, which `new_turn` replaces with an empty list.
+    A hit's `score` is the node's score as the LlamaIndex vector store gives it (Chroma's
+    is `exp(-distance)`, not the cosine). Every node retrieved lands in `nodes`, which `new_turn` replaces with an empty list.
 
     Example:
         adapter = LlamaIndexRetriever(index.as_retriever(similarity_top_k=2))

@@ -1,0 +1,85 @@
+"""OneGenLLM: a LlamaIndex LLM on the engine with retrieval off."""
+
+from __future__ import annotations
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage
+
+from onegen_integrations.errors import EmptyTextError
+from onegen_integrations.llama_index import Dialogue, OneGenLLM
+
+HISTORY = [
+    ChatMessage(role="system", content="Answer in one word."),
+    ChatMessage(role="user", content="Name a colour."),
+    ChatMessage(role="assistant", content="Blue."),
+    ChatMessage(role="user", content="Another one?"),
+]
+
+
+def test_metadata_reports_the_models_context_window_and_name(model):
+    llm = OneGenLLM(model, max_new_tokens=7)
+    assert llm.metadata.context_window == model.context_window == 512
+    assert llm.metadata.num_output == 7
+    assert llm.metadata.is_chat_model and llm.metadata.model_name == "tiny-0"
+
+
+def test_complete_answers_the_prompt_as_a_user_message(model):
+    llm = OneGenLLM(model, max_new_tokens=6)
+    expected = model.session(retrieval="never", max_new_tokens=6).ask("Name a colour.").text
+    assert llm.complete("Name a colour.").text == expected
+
+
+def test_streamed_completion_adds_up_to_the_completion(model):
+    llm = OneGenLLM(model, max_new_tokens=6)
+    chunks = list(llm.stream_complete("Name a colour."))
+    assert "".join(c.delta for c in chunks) == chunks[-1].text == llm.complete("Name a colour.").text
+
+
+def test_chat_feeds_the_history_in_the_chat_template(model):
+    dialogue = Dialogue.from_messages(HISTORY)
+    session = dialogue.open(model, retrieval="never", max_new_tokens=4)
+    done = session.ask(dialogue.message)
+    rendered = model.tokenizer.apply_chat_template(
+        [{"role": m.role.value, "content": m.content} for m in HISTORY], tokenize=False, add_generation_prompt=True
+    )
+    prompt = model.tokenize(rendered)
+    assert session.token_ids[: len(prompt)] == prompt
+    assert OneGenLLM(model, max_new_tokens=4).chat(HISTORY).message.content == done.text
+
+
+def test_streamed_chat_adds_up_to_the_chat_answer(model):
+    llm = OneGenLLM(model, max_new_tokens=6)
+    chunks = list(llm.stream_chat(HISTORY))
+    assert "".join(c.delta for c in chunks) == chunks[-1].message.content == llm.chat(HISTORY).message.content
+
+
+def test_stop_strings_cut_the_answer(model):
+    llm = OneGenLLM(model, max_new_tokens=12)
+    full = llm.complete("Who wrote programs?").text
+    stop = full[len(full) // 2 :][:3]
+    cut = llm.complete("Who wrote programs?", stop=[stop]).text
+    assert len(full) > 6 and cut == full[: full.index(stop)]
+
+
+def test_per_call_options_must_be_generation_options(model):
+    with pytest.raises(TypeError, match="max_new_tokens"):
+        OneGenLLM(model).complete("hi", beam_width=3)
+
+
+def test_a_list_must_end_with_the_users_message(model):
+    with pytest.raises(ValueError, match="last message must be the user's"):
+        OneGenLLM(model).chat(HISTORY[:3])
+    with pytest.raises(EmptyTextError):
+        OneGenLLM(model).chat([ChatMessage(role="user", content="  ")])
+
+
+@pytest.mark.asyncio
+async def test_async_variants_match_the_sync_ones(model):
+    llm = OneGenLLM(model, max_new_tokens=5)
+    expected = llm.chat(HISTORY).message.content
+    assert (await llm.achat(HISTORY)).message.content == expected
+    assert (await llm.acomplete("Name a colour.")).text == llm.complete("Name a colour.").text
+    chunks = [c async for c in await llm.astream_chat(HISTORY)]
+    assert "".join(c.delta for c in chunks) == expected
+    completions = [c async for c in await llm.astream_complete("Name a colour.")]
+    assert completions[-1].text == llm.complete("Name a colour.").text
