@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.agent.workflow import BaseWorkflowAgent
+from llama_index.core.agent.workflow.base_agent import WORKFLOW_KWARGS
 from llama_index.core.agent.workflow.workflow_events import AgentOutput, AgentStream, ToolCallResult
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -30,7 +31,7 @@ class OneGenAgent(BaseWorkflowAgent):
 
     Each step is one turn of a `OneGenChatEngine`: the model writes, retrieves where it
     emits `[RQ]`, and goes on over the same KV cache, which is kept between runs while the
-    agent's memory matches it. It calls no tools, so use it alone (`await agent.run(...)`,
+    agent's memory matches it (pass the same `memory=` to each run for a conversation). It calls no tools, so use it alone (`await agent.run(...)`,
     with `AgentStream` events while it writes) or as the knowledge agent of an
     `AgentWorkflow` that other agents hand off to; it cannot hand off itself. The final
     `AgentOutput.raw` is the turn's `AgentChatResponse` (with `source_nodes`).
@@ -40,7 +41,8 @@ class OneGenAgent(BaseWorkflowAgent):
 
     Example:
         agent = OneGenAgent.from_index(index, max_new_tokens=64)
-        result = await agent.run(user_msg="Who founded the Varenne Institute?")
+        memory = ChatMemoryBuffer.from_defaults()
+        result = await agent.run(user_msg="Who founded the Varenne Institute?", memory=memory)
         print(result.response.content, result.raw.source_nodes)
     """
 
@@ -69,13 +71,15 @@ class OneGenAgent(BaseWorkflowAgent):
         *,
         name: str = DEFAULT_NAME,
         description: str = DEFAULT_DESCRIPTION,
-        system_prompt: str | None = None,
-        **options: Any,
+        **kwargs: Any,
     ) -> "OneGenAgent":
-        """An agent over a `VectorStoreIndex` built with `OneGenEmbedding`; `options` go to
-        `OneGenChatEngine.from_index` (e.g. `similarity_top_k`, `max_new_tokens`)."""
-        engine = OneGenChatEngine.from_index(index, **options)
-        return cls(engine, name=name, description=description, system_prompt=system_prompt)
+        """An agent over a `VectorStoreIndex` built with `OneGenEmbedding`.
+
+        Agent and workflow arguments (`system_prompt`, `timeout`, ...) go to the agent, the
+        rest to `OneGenChatEngine.from_index` (e.g. `similarity_top_k`, `max_new_tokens`).
+        """
+        agent_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.model_fields or k in WORKFLOW_KWARGS}
+        return cls(OneGenChatEngine.from_index(index, **kwargs), name=name, description=description, **agent_kwargs)
 
     @property
     def chat_engine(self) -> OneGenChatEngine:
