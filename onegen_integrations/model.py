@@ -219,6 +219,28 @@ class OneGenModel:
         """Unit vectors of `"{text}[RQ]"` for several standalone queries."""
         return self._embed(texts, self.config.query_template, batch_size, False, None)
 
+    def encode_texts(self, texts: Sequence[str], template: str, max_tokens: int | None = None) -> list[list[int]]:
+        """Token ids of each text written into `template`, checking every text first.
+
+        Raises `EmptyTextError` or `DocumentTooLongError` (over `max_tokens`, default the
+        context window) naming the first bad text, before any work is done.
+        """
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not one string")
+        limit = max_tokens or self.context_window
+        encoded = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise EmptyTextError(f"text {i} is empty: remove it before embedding")
+            ids = self.tokenize(template.replace("{text}", text))
+            if len(ids) > limit:
+                raise DocumentTooLongError(
+                    f"text {i} has {len(ids)} tokens, more than the {limit} the model embeds "
+                    "at once: split it first (onegen_integrations.TextSplitter)"
+                )
+            encoded.append(ids)
+        return encoded
+
     def new_cache(self) -> DynamicCache:
         """An empty KV cache for one conversation."""
         return DynamicCache(config=self.hf_model.config)
@@ -252,20 +274,7 @@ class OneGenModel:
         show_progress: bool,
         max_tokens: int | None,
     ) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("pass a list of texts, not one string")
-        limit = max_tokens or self.context_window
-        encoded = []
-        for i, text in enumerate(texts):
-            if not text or not text.strip():
-                raise EmptyTextError(f"text {i} is empty: remove it before embedding")
-            ids = self.tokenize(template.replace("{text}", text))
-            if len(ids) > limit:
-                raise DocumentTooLongError(
-                    f"text {i} has {len(ids)} tokens, more than the {limit} the model embeds "
-                    "at once: split it first (onegen_integrations.TextSplitter)"
-                )
-            encoded.append(ids)
+        encoded = self.encode_texts(texts, template, max_tokens)
         vectors = np.zeros((len(encoded), self.dimension), dtype=np.float32)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         pad = self.tokenizer.pad_token_id

@@ -104,7 +104,8 @@ class OneGenSession:
             if options.get("retrieval") == "always":
                 raise ValueError("retrieval='always' needs a retriever (e.g. a ChromaDocumentStore)")
             options["retrieval"] = "never"
-        options.setdefault("retrieval", "auto" if model.trained else "always")
+        if options.get("retrieval") is None:
+            options["retrieval"] = "auto" if model.trained else "always"
         self.options = _validated(GenerationOptions(**options))  # type: ignore[arg-type]
         self.context_window = min(context_window or model.context_window, model.context_window)
         self.logits_processor = logits_processor

@@ -17,10 +17,8 @@ from chromadb.errors import ChromaError
 from tqdm.auto import tqdm
 
 from onegen_integrations.errors import (
-    DocumentTooLongError,
     EmbeddingModelMismatchError,
     EmptyStoreError,
-    EmptyTextError,
     NotAChromaDatabaseError,
     StoreError,
 )
@@ -220,22 +218,13 @@ class ChromaDocumentStore:
         self, texts: list[str], ids: list[str], metas: list[Mapping[str, Any] | None]
     ) -> dict[str, tuple[str, dict[str, Any] | None]]:
         """Validate every input; map each unique id to its text and metadata (first wins)."""
-        template = self.model.config.document_template
-        limit = self.model.context_window
+        # Embedding happens batch by batch, after earlier batches are written, so every
+        # text is checked (empty, too long) here, up front.
+        self.model.encode_texts(texts, self.model.config.document_template)
         records: dict[str, tuple[str, dict[str, Any] | None]] = {}
         for i, (text, id_, meta) in enumerate(zip(texts, ids, metas)):
-            if not isinstance(text, str) or not text.strip():
-                raise EmptyTextError(f"document {i} is empty: remove it before adding")
             if not isinstance(id_, str) or not id_:
                 raise ValueError(f"document {i} has id {id_!r}: ids must be non-empty strings")
-            # The same check embed_documents makes, done here for all texts up front
-            # because embedding happens batch by batch, after earlier batches are written.
-            tokens = self.model.count_tokens(template.replace("{text}", text))
-            if tokens > limit:
-                raise DocumentTooLongError(
-                    f"document {i} ({id_}) has {tokens} tokens, more than the {limit} the model "
-                    "embeds at once: split it first (onegen_integrations.TextSplitter)"
-                )
             meta = dict(meta) if meta else None
             try:
                 validate_metadata(meta)

@@ -138,7 +138,7 @@ def test_a_bad_document_leaves_the_collection_unchanged(
     store.add(TEXTS[:1], show_progress=False)
     calls = count_embedded(store.model)
 
-    with pytest.raises(error, match="document 3"):
+    with pytest.raises(error, match="text 3"):
         store.add(TEXTS[1:4] + [bad_text], batch_size=1, show_progress=False)
 
     assert calls == []
