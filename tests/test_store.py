@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import chromadb
@@ -254,3 +257,51 @@ def test_a_collection_with_another_distance_is_refused(tmp_path: Path, tiny_mode
 
     with pytest.raises(StoreError, match="measures l2 distance"):
         ChromaDocumentStore(tiny_model, client=client, collection="docs")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path):
+    """A real Chroma server (`chroma run`) on a free local port."""
+    port = free_port()
+    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("chroma run did not start within 60 s")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_chroma_server_serves_the_same_store(chroma_server: int, tiny_model: OneGenModel) -> None:
+    store = ChromaDocumentStore(tiny_model, host="127.0.0.1", port=chroma_server, collection="remote")
+    store.add(TEXTS, show_progress=False)
+    again = ChromaDocumentStore(tiny_model, host="127.0.0.1", port=chroma_server, collection="remote")
+    assert again.count() == len(TEXTS)
+    vector = tiny_model.embed_documents([TEXTS[1]])[0]
+    assert again.search(vector, k=1)[0].text == TEXTS[1]
+    with pytest.raises(EmbeddingModelMismatchError):
+        ChromaDocumentStore(make_tiny_model(seed=1), host="127.0.0.1", port=chroma_server, collection="remote")
+
+
+def test_an_unreachable_server_is_a_clear_error(tiny_model: OneGenModel) -> None:
+    with pytest.raises(StoreError, match="chroma run"):
+        ChromaDocumentStore(tiny_model, host="127.0.0.1", port=free_port())
