@@ -1,0 +1,155 @@
+"""`ChatOneGen`: a OneGen model as a LangChain chat model (plain generation, no retrieval)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams, generate_from_stream
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import Field
+
+from onegen_integrations.events import DoneEvent, FinishReason, TokenEvent
+from onegen_integrations.langchain.messages import Dialogue, PrefilledSession, to_dialogue
+from onegen_integrations.langchain.shared_model import UsesOneGenModel
+from onegen_integrations.retrieval import Retriever
+
+_FINISH_REASONS: dict[FinishReason, str] = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"}
+_CALL_OPTIONS = {"max_tokens": "max_new_tokens", "temperature": "temperature", "top_p": "top_p"}
+
+
+class ChatOneGen(UsesOneGenModel, BaseChatModel):
+    """A OneGen model (e.g. the embedded SmolLM2-135M default) as a LangChain chat model.
+
+    Runs the OneGen engine in-process with retrieval off: the messages become a dialogue
+    (system prompt, earlier turns, the last human message) that is fed once and answered by
+    greedy or sampled decoding. For retrieval inside generation use `OneGenRAGChain` or
+    `OneGenChatChain`, which run this model with a retriever. Tool calling is not supported
+    (`bind_tools` raises `NotImplementedError`): a 135M model without tool training cannot
+    produce reliable tool calls.
+
+    Setup:
+        Install `onegen-integrations[langchain]`. Construction is cheap: the weights load on
+        first use, once per process per model name, or pass an already loaded `OneGenModel`
+        (the same object `OneGenEmbeddings` wraps).
+
+    Key init args:
+        onegen_model: an already loaded `OneGenModel`.
+        model: `"default"` or a model directory, when `onegen_model` is not given.
+        max_tokens: most new tokens per answer.
+        temperature: 0 for greedy decoding.
+        stop: strings that end the answer.
+
+    Example:
+        ```python
+        from onegen_integrations.langchain import ChatOneGen
+
+        chat = ChatOneGen(model="default", max_tokens=64)
+        chat.invoke([("system", "Answer in one sentence."), ("human", "What is a harbour?")])
+        for chunk in chat.stream("Say hello."):
+            print(chunk.text, end="")
+        ```
+    """
+
+    max_tokens: int = Field(default=256, ge=1)
+    """Most new tokens per answer (a call may pass `max_tokens=`)."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """Sampling temperature; 0 is greedy decoding (a call may pass `temperature=`)."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass when sampling (a call may pass `top_p=`)."""
+    stop: list[str] | None = None
+    """Strings that end the answer, added to those a call passes."""
+    system_prompt: str | None = None
+    """System message for conversations without one (None: the model's own from `onegen.json`)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "onegen-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "max_tokens": self.max_tokens, "temperature": self.temperature}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="onegen",
+            ls_model_name=kwargs.get("model", self.model_name),
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        if stops := [*(self.stop or []), *(stop or [])]:
+            params["ls_stop"] = stops
+        return params
+
+    def start_session(
+        self, dialogue: Dialogue | None = None, retriever: Retriever | None = None, **options: Any
+    ) -> PrefilledSession:
+        """A new engine session with this model's settings, holding `dialogue`'s system prompt and earlier turns.
+
+        `options` override the engine's `GenerationOptions` (e.g. `k=2`). Without a retriever
+        the session never retrieves; with one, the engine's default applies (`auto` for a
+        trained model, `always` for an untrained one).
+        """
+        settings: dict[str, Any] = {
+            "max_new_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": tuple(self.stop or ()),
+        }
+        if retriever is None:
+            settings["retrieval"] = "never"
+        settings.update(options)
+        system = dialogue.system if dialogue and dialogue.system else self.system_prompt
+        session = PrefilledSession(self.load_model(), retriever, system_prompt=system, **settings)
+        if dialogue is not None:
+            session.load_history(dialogue.history)
+        return session
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        unknown = set(kwargs) - set(_CALL_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"ChatOneGen does not take {', '.join(sorted(unknown))}: per call it takes stop, "
+                f"{', '.join(_CALL_OPTIONS)}"
+            )
+        options = {_CALL_OPTIONS[name]: value for name, value in kwargs.items()}
+        dialogue = to_dialogue(messages)
+        session = self.start_session(dialogue, stop=(*(self.stop or ()), *(stop or ())), **options)
+        for event in session.send(dialogue.question):
+            if isinstance(event, TokenEvent):
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+                if run_manager:
+                    run_manager.on_llm_new_token(event.text, chunk=chunk)
+                yield chunk
+            elif isinstance(event, DoneEvent):
+                yield self._last_chunk(event)
+
+    def _last_chunk(self, done: DoneEvent) -> ChatGenerationChunk:
+        """The closing chunk: no text, the usage and why the answer ended."""
+        usage = UsageMetadata(
+            input_tokens=done.usage.prompt_tokens,
+            output_tokens=done.usage.completion_tokens,
+            total_tokens=done.usage.prompt_tokens + done.usage.completion_tokens,
+        )
+        metadata = {"model_name": self.model_name, "finish_reason": _FINISH_REASONS[done.finish_reason]}
+        message = AIMessageChunk(content="", usage_metadata=usage, response_metadata=metadata, chunk_position="last")
+        return ChatGenerationChunk(message=message, generation_info=metadata)

@@ -1,0 +1,95 @@
+"""LangChain message lists as an engine dialogue: system prompt, earlier turns, the new question.
+
+The engine answers one user message per turn over a cache of the turns before it. A LangChain
+chat model is handed the whole conversation on every call, so the earlier turns are loaded
+into a fresh session (`PrefilledSession.load_history`) and fed with the new message in one
+forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from onegen_integrations.chat_format import Message
+from onegen_integrations.session import OneGenSession, _Turn
+
+_ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    """A conversation in the engine's terms."""
+
+    question: str
+    """The last user message: the one to answer."""
+    history: list[Message] = field(default_factory=list)
+    """Earlier turns, alternating user and assistant, starting with a user message."""
+    system: str | None = None
+    """The system prompt the messages give, if any."""
+
+
+def to_dialogue(messages: Sequence[BaseMessage]) -> Dialogue:
+    """Split LangChain messages into a `Dialogue`.
+
+    System messages join into the system prompt; consecutive messages of one role join into
+    one message; a conversation opening with the assistant gets an empty first user message.
+    Raises `ValueError` when the last message is not from the user, `NotImplementedError` for
+    tool calls, tool results and non-text content, which OneGen models do not handle.
+    """
+    system: list[str] = []
+    turns: list[Message] = []
+    for message in messages:
+        role = _role(message)
+        text = message.text
+        if role == "system":
+            system.append(text)
+        elif turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += "\n\n" + text
+        else:
+            if not turns and role == "assistant":
+                turns.append({"role": "user", "content": ""})
+            turns.append({"role": role, "content": text})
+    if not turns or turns[-1]["role"] != "user":
+        raise ValueError("the last message must be a human message: it is the one the model answers")
+    return Dialogue(question=turns[-1]["content"], history=turns[:-1], system="\n\n".join(system) or None)
+
+
+def _role(message: BaseMessage) -> str:
+    role = next((name for kind, name in _ROLES.items() if isinstance(message, kind)), None)
+    if role is None:
+        raise NotImplementedError(
+            f"{type(message).__name__} is not supported: OneGen chat models take system, human "
+            "and AI messages only (no tool calling)"
+        )
+    if isinstance(message, AIMessage) and message.tool_calls:
+        raise NotImplementedError("AI messages with tool calls are not supported: OneGen models do not call tools")
+    if isinstance(message.content, list) and any(
+        isinstance(block, dict) and block.get("type") != "text" for block in message.content
+    ):
+        raise NotImplementedError("only text content is supported: remove image, audio and file blocks")
+    return role
+
+
+class PrefilledSession(OneGenSession):
+    """An engine session that can start from earlier turns it did not generate itself.
+
+    `load_history` queues the turns' tokens; they are fed with the first message in one
+    forward pass and then live in the cache like any turn (the context-window policy may drop
+    them). This is the only addition to `OneGenSession` the LangChain adapter needs.
+    """
+
+    def load_history(self, messages: Sequence[Message]) -> None:
+        """Queue earlier turns (alternating user/assistant messages, user first) before any `send`."""
+        if self._turns:
+            raise ValueError("load_history must come before the first message of the session")
+        if [m["role"] for m in messages] != ["user", "assistant"] * (len(messages) // 2):
+            raise ValueError("history must alternate user and assistant messages, starting with a user message")
+        for user, answer in zip(messages[::2], messages[1::2]):
+            if self._turns:
+                self._append(self._format.assistant_close(ended_with_eos=False))
+            ids = self._format.user_turn(self.messages, user["content"])
+            self._turns.append(_Turn(user=user["content"], answer=answer["content"], finish="stop"))
+            self._append(ids + self._format.tokenize(answer["content"]))

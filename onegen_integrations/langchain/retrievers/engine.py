@@ -1,0 +1,30 @@
+"""`EngineRetriever`: a `OneGenRetriever` behind the engine's `Retriever` protocol, as a LangChain child run."""
+
+from __future__ import annotations
+
+from langchain_core.runnables import ensure_config
+
+from onegen_integrations.langchain.retrievers.onegen import SCORE_KEY, OneGenRetriever
+from onegen_integrations.retrieval import Hit, RetrievalQuery
+
+
+class EngineRetriever:
+    """What a session calls at each `[RQ]`: runs `retriever` with the `[RQ]` hidden state.
+
+    The retriever is invoked with the config of the LangChain run in progress (LangChain
+    keeps it in a context variable while a runnable runs), so callbacks and
+    `astream_events` see `on_retriever_start`/`on_retriever_end` with the documents, as a
+    child of the chain's run. The query text in those events is the user's message and the
+    answer so far; it is never embedded.
+    """
+
+    def __init__(self, retriever: OneGenRetriever) -> None:
+        self.retriever = retriever
+
+    def retrieve(self, query: RetrievalQuery) -> list[Hit]:
+        """The engine's `Retriever` protocol: the best `query.k` documents for `query.vector`."""
+        documents = self.retriever.invoke(query.text, ensure_config(), vector=query.vector.tolist(), k=query.k)
+        return [
+            Hit(id=doc.id or "", text=doc.page_content, score=float(doc.metadata.get(SCORE_KEY, 0.0)), metadata=doc.metadata)
+            for doc in documents
+        ]

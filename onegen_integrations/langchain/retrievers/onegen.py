@@ -1,0 +1,174 @@
+"""`OneGenRetriever`: documents from a Chroma store of OneGen vectors, by query text or query vector."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from chromadb.config import Settings
+from langchain_chroma import Chroma
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field, model_validator
+
+from onegen_integrations.errors import EmbeddingModelMismatchError, StoreError
+from onegen_integrations.langchain.embeddings.onegen import OneGenEmbeddings
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.retrieval import Hit
+from onegen_integrations.store import FINGERPRINT_KEY, MODEL_KEY, ChromaDocumentStore
+
+SCORE_KEY = "score"
+"""Metadata key of each returned document's cosine similarity to the query."""
+
+
+class OneGenRetriever(BaseRetriever):
+    """Retrieves documents embedded by a OneGen model, by text or by a query vector.
+
+    `invoke(text)` embeds the text as a standalone `[RQ]` query; `invoke(text, vector=v)`
+    searches with `v` as given (the one-pass chains pass the hidden state at the `[RQ]` the
+    model generated, and `text` only names the query in callbacks). Each document's metadata
+    gains `score`, its cosine similarity to the query.
+
+    Setup:
+        The store is a `ChromaDocumentStore`, or a `langchain_chroma.Chroma` whose vectors came
+        from `OneGenEmbeddings` (`OneGenRetriever.from_texts` creates one). Chroma's own
+        embedding function never runs. A store filled by another model is refused.
+
+    Key init args:
+        store: the `ChromaDocumentStore` or `Chroma` store.
+        embeddings: `OneGenEmbeddings` of the model that filled the store (default: the
+            store's own).
+        k: documents per query.
+
+    Example:
+        ```python
+        from onegen_integrations.langchain import OneGenEmbeddings, OneGenRetriever
+
+        embeddings = OneGenEmbeddings(model="default")
+        retriever = OneGenRetriever.from_texts(["Selbrook lies on the River Tamsey."], embeddings, k=1)
+        retriever.invoke("Which river runs through Selbrook?")
+        ```
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    store: ChromaDocumentStore | Chroma
+    """Where the documents and their OneGen vectors live."""
+    embeddings: OneGenEmbeddings | None = None
+    """Embeds text queries and names the model; default: the store's own."""
+    k: int = Field(default=4, ge=1)
+    """Documents returned per query (a call may pass `k=` to change it)."""
+
+    @model_validator(mode="after")
+    def _check_store(self) -> "OneGenRetriever":
+        if self.embeddings is None:
+            self.embeddings = _embeddings_of(self.store)
+        model = self.embeddings.load_model()
+        if isinstance(self.store, ChromaDocumentStore):
+            _check_same_model(self.store.model.fingerprint, self.store.model.name, model, self.store.collection_name)
+        else:
+            _check_chroma(self.store, model)
+        return self
+
+    @property
+    def model(self) -> OneGenModel:
+        """The model whose vectors the store holds."""
+        assert self.embeddings is not None
+        return self.embeddings.load_model()
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Iterable[str],
+        embeddings: OneGenEmbeddings,
+        *,
+        metadatas: list[dict] | None = None,
+        ids: list[str] | None = None,
+        k: int = 4,
+        **chroma_kwargs: Any,
+    ) -> "OneGenRetriever":
+        """Embed `texts` into a new (or reopened) `Chroma` collection set up for OneGen; retrieve from it.
+
+        `chroma_kwargs` go to `Chroma` (`collection_name`, `persist_directory`, `client`, ...);
+        the collection measures cosine distance and records the model's fingerprint.
+        """
+        chroma_kwargs.setdefault("collection_name", "onegen")
+        chroma_kwargs.setdefault("client_settings", Settings(anonymized_telemetry=False))
+        store = Chroma(
+            embedding_function=embeddings,
+            collection_metadata=embeddings.collection_metadata(),
+            collection_configuration={"hnsw": {"space": "cosine"}},
+            **chroma_kwargs,
+        )
+        _check_chroma(store, embeddings.load_model())
+        store.add_texts(list(texts), metadatas=metadatas, ids=ids)
+        return cls(store=store, embeddings=embeddings, k=k)
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        vector: Sequence[float] | None = None,
+        k: int | None = None,
+    ) -> list[Document]:
+        assert self.embeddings is not None
+        if vector is None:
+            vector = self.embeddings.embed_query(query)
+        k = k or self.k
+        if isinstance(self.store, ChromaDocumentStore):
+            hits = self.store.search(vector, k)
+        else:
+            found = self.store.similarity_search_by_vector_with_relevance_scores([float(x) for x in vector], k)
+            hits = [
+                Hit(id=doc.id or "", text=doc.page_content, score=1.0 - distance, metadata=doc.metadata)
+                for doc, distance in found
+            ]
+        return [
+            Document(page_content=hit.text, id=hit.id, metadata={**hit.metadata, SCORE_KEY: hit.score}) for hit in hits
+        ]
+
+
+def _embeddings_of(store: ChromaDocumentStore | Chroma) -> OneGenEmbeddings:
+    if isinstance(store, ChromaDocumentStore):
+        return OneGenEmbeddings(onegen_model=store.model)
+    if isinstance(store.embeddings, OneGenEmbeddings):
+        return store.embeddings
+    raise StoreError(
+        "the Chroma store has no OneGenEmbeddings as its embedding function: pass "
+        "embeddings=OneGenEmbeddings(...) for the model that filled it"
+    )
+
+
+def _check_chroma(store: Chroma, model: OneGenModel) -> None:
+    """Refuse a Chroma collection another model filled, or one that does not measure cosine distance."""
+    collection = store._collection  # langchain-chroma has no public accessor for it
+    recorded = dict(collection.metadata or {})
+    if FINGERPRINT_KEY in recorded:
+        _check_same_model(recorded[FINGERPRINT_KEY], recorded.get(MODEL_KEY), model, collection.name)
+    elif isinstance(store.embeddings, OneGenEmbeddings):
+        built_by = store.embeddings.load_model()
+        _check_same_model(built_by.fingerprint, built_by.name, model, collection.name)
+    else:
+        raise StoreError(
+            f"Chroma collection {collection.name!r} records no OneGen model and its embedding function "
+            "is not OneGenEmbeddings, so its vectors cannot be trusted: re-index it with "
+            "OneGenRetriever.from_texts(texts, embeddings)"
+        )
+    configuration = collection.configuration or {}
+    space = (configuration.get("hnsw") or configuration.get("spann") or {}).get("space", "l2")
+    if space != "cosine":
+        raise StoreError(
+            f"Chroma collection {collection.name!r} measures {space} distance, OneGen needs cosine: create "
+            "it with collection_configuration={'hnsw': {'space': 'cosine'}} (OneGenRetriever.from_texts does)"
+        )
+
+
+def _check_same_model(fingerprint: str, name: str | None, model: OneGenModel, collection: str) -> None:
+    if fingerprint != model.fingerprint:
+        raise EmbeddingModelMismatchError(
+            f"collection {collection!r} was embedded by model {name!r} (fingerprint {fingerprint}), but "
+            f"model {model.name!r} has fingerprint {model.fingerprint}: its vectors are not comparable. "
+            "Re-index the documents with this model, or use the model that built the collection"
+        )

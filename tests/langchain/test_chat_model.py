@@ -1,0 +1,96 @@
+"""ChatOneGen beyond the standard suites: how messages reach the engine, stops, options, limits."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+
+from onegen_integrations.langchain import ChatOneGen, OneGenEmbeddings
+from onegen_integrations.langchain.messages import to_dialogue
+from onegen_integrations.model import OneGenModel
+
+
+@pytest.fixture
+def chat(tiny_model: OneGenModel) -> ChatOneGen:
+    return ChatOneGen(onegen_model=tiny_model, max_tokens=8)
+
+
+def test_history_is_fed_exactly_as_the_chat_template_renders_the_conversation(chat: ChatOneGen) -> None:
+    messages = [SystemMessage("Be brief."), HumanMessage("Hi"), AIMessage("Hello there."), HumanMessage("Who are you?")]
+    session = chat.start_session(to_dialogue(messages), max_new_tokens=1)
+    session.ask(to_dialogue(messages).question)
+    roles = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
+    rendered = chat.load_model().tokenizer.apply_chat_template(
+        [{"role": roles[type(m)], "content": m.text} for m in messages], tokenize=False, add_generation_prompt=True
+    )
+    expected = chat.load_model().tokenize(rendered)
+    assert session.token_ids[: len(expected)] == expected
+
+
+def test_consecutive_messages_of_one_role_and_all_system_messages_are_joined() -> None:
+    dialogue = to_dialogue(
+        [SystemMessage("a"), SystemMessage("b"), HumanMessage("q1"), HumanMessage("q2"), AIMessage("r"), HumanMessage("q3")]
+    )
+    assert dialogue.system == "a\n\nb"
+    assert dialogue.history == [{"role": "user", "content": "q1\n\nq2"}, {"role": "assistant", "content": "r"}]
+    assert dialogue.question == "q3"
+
+
+def test_a_conversation_opened_by_the_assistant_gets_an_empty_first_user_turn() -> None:
+    dialogue = to_dialogue([AIMessage("How can I help?"), HumanMessage("Tell me a fact.")])
+    assert dialogue.history == [{"role": "user", "content": ""}, {"role": "assistant", "content": "How can I help?"}]
+
+
+def test_the_last_message_must_be_the_human_one_to_answer(chat: ChatOneGen) -> None:
+    with pytest.raises(ValueError, match="last message must be a human message"):
+        chat.invoke([HumanMessage("hi"), AIMessage("hello")])
+
+
+def test_tool_messages_and_tool_binding_are_refused_as_unsupported(chat: ChatOneGen) -> None:
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    with pytest.raises(NotImplementedError):
+        chat.bind_tools([add])
+    with pytest.raises(NotImplementedError, match="tool calling"):
+        chat.invoke([HumanMessage("2+2?"), ToolMessage("4", tool_call_id="1"), HumanMessage("so?")])
+
+
+def test_stop_strings_from_the_call_and_from_the_instance_both_cut_the_answer(chat: ChatOneGen) -> None:
+    full = chat.invoke("Tell me about harbours.").text
+    assert len(full) >= 4
+    stop = full[2:4]
+    expected = full[: full.find(stop)]
+    assert chat.invoke("Tell me about harbours.", stop=[stop]).text == expected
+    with_instance_stop = ChatOneGen(onegen_model=chat.load_model(), max_tokens=8, stop=[stop])
+    assert with_instance_stop.invoke("Tell me about harbours.").text == expected
+
+
+def test_stream_yields_token_chunks_then_one_last_chunk_with_usage(chat: ChatOneGen) -> None:
+    chunks = list(chat.stream("Hello"))
+    *tokens, last = chunks
+    assert tokens and all(chunk.text and chunk.usage_metadata is None for chunk in tokens)
+    assert last.chunk_position == "last" and last.text == ""
+    assert last.usage_metadata is not None and last.usage_metadata["output_tokens"] == 8
+    assert last.response_metadata == {"model_name": "tiny-0", "finish_reason": "length"}
+
+
+def test_max_tokens_can_be_set_per_call_and_unknown_options_are_rejected(chat: ChatOneGen) -> None:
+    assert chat.invoke("Hello", max_tokens=3).usage_metadata["output_tokens"] == 3
+    with pytest.raises(TypeError, match="does not take frequency_penalty"):
+        chat.invoke("Hello", frequency_penalty=0.5)
+
+
+def test_construction_loads_nothing_and_given_models_name_the_runs(tiny_model: OneGenModel) -> None:
+    lazy = ChatOneGen(model="some/dir/that/is/never/read")
+    assert lazy.onegen_model is None
+    assert ChatOneGen(onegen_model=tiny_model)._get_ls_params()["ls_model_name"] == "tiny-0"
+
+
+@pytest.mark.default_model
+def test_chat_model_and_embeddings_loaded_by_name_share_one_model(default_model: OneGenModel) -> None:
+    assert ChatOneGen(model="default").load_model() is default_model
+    assert OneGenEmbeddings(model="default").load_model() is default_model
