@@ -68,15 +68,16 @@ class Record(BaseModel):
     """Alternating user and assistant messages, starting with a user message."""
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield `(line number, object)` for every non-empty line of a JSONL file."""
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield `(line number, value)` for every non-empty line of a JSONL file; a line that is
+    not JSON yields its `json.JSONDecodeError` as the value, so callers can report every line."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 try:
                     yield number, json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise DataFormatError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+                    yield number, error
 
 
 def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) -> int:
@@ -97,6 +98,9 @@ def load_documents(path: str | Path) -> dict[str, str]:
     docs: dict[str, str] = {}
     problems = []
     for number, row in read_jsonl(path):
+        if isinstance(row, json.JSONDecodeError):
+            problems.append(f"{path}:{number}: not valid JSON ({row.msg})")
+            continue
         doc_id, text = (row.get("id"), row.get("text")) if isinstance(row, dict) else (None, None)
         if not isinstance(doc_id, str) or not doc_id:
             problems.append(f"{path}:{number}: 'id' must be a non-empty string")
@@ -126,6 +130,8 @@ def load_records(path: str | Path, docs: dict[str, str], tokens: OneGenTokens | 
 
 def record_problems(row: Any, docs: dict[str, str], tokens: OneGenTokens) -> list[str]:
     """Every reason `row` is not a valid record (empty when it is valid)."""
+    if isinstance(row, json.JSONDecodeError):
+        return [f"not valid JSON ({row.msg})"]
     if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not row["messages"]:
         return ["a record needs a non-empty 'messages' list"]
     reserved = [t for t in tokens.all() if t != tokens.query]

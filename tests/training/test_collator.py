@@ -1,0 +1,82 @@
+"""Sequences match the runtime's chat pieces, and labels cover exactly the learned tokens."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from onegen_integrations.chat_format import ChatFormat
+from onegen_integrations.config import OneGenConfig
+from tests.conftest import make_tiny_model
+from training.collator import IGNORE, OneGenCollator
+from training.data import Record
+
+DOCS = {"a": "Ada wrote the first program.", "b": "Bob built a bridge.", "c": "Cy sailed."}
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> AutoTokenizer:
+    return make_tiny_model().tokenizer
+
+
+def dialogue() -> Record:
+    return Record.model_validate({"messages": [
+        {"role": "user", "content": "Who wrote the first program?"},
+        {"role": "assistant", "content": "[RQ] Ada did.", "retrievals": [{"positives": ["a"], "negatives": ["b"]}]},
+        {"role": "user", "content": "And the bridge?"},
+        {"role": "assistant", "content": "It was [RQ] Bob.", "retrievals": [{"positives": ["b"]}]},
+    ]})
+
+
+def test_sequence_is_built_from_the_runtime_chat_pieces(tokenizer) -> None:
+    config = OneGenConfig()
+    collator = OneGenCollator(tokenizer, config, DOCS, standalone_queries=False)
+    fmt = ChatFormat(tokenizer, config.system_prompt)
+    record = dialogue()
+    first, second = record.messages[1], record.messages[3]
+    rq, eos = tokenizer.convert_tokens_to_ids("[RQ]"), tokenizer.eos_token_id
+    expected = (
+        fmt.preamble()
+        + fmt.user_turn([], "Who wrote the first program?")
+        + [rq] + fmt.tokenize(f"<paragraph>{DOCS['a']}</paragraph>") + fmt.tokenize(" Ada did.") + [eos]
+        + fmt.assistant_close(ended_with_eos=True)
+        + fmt.user_turn([{"role": "user", "content": "Who wrote the first program?"}, {"role": "assistant", "content": first.content}], "And the bridge?")
+        + fmt.tokenize("It was ") + [rq] + fmt.tokenize(f"<paragraph>{DOCS['b']}</paragraph>") + fmt.tokenize(" Bob.") + [eos]
+        + fmt.assistant_close(ended_with_eos=True)
+    )
+    example = collator.encode(record)
+    assert example.input_ids == expected
+    assert [example.input_ids[q.position] for q in example.queries] == [rq, rq]
+    assert second.retrievals[0].positives == example.queries[1].positives
+
+
+def test_labels_cover_answers_rq_and_eos_only(tokenizer) -> None:
+    collator = OneGenCollator(tokenizer, OneGenConfig(), DOCS, standalone_queries=False)
+    example = collator.encode(dialogue())
+    learned = [tokenizer.decode([t]) for t, label in zip(example.input_ids, example.labels) if label != IGNORE]
+    assert "".join(learned) == "[RQ] Ada did.<|im_end|>It was [RQ] Bob.<|im_end|>"
+    for query in example.queries:  # the <paragraph> opener after [RQ] is supplied by the engine
+        assert example.labels[query.position] != IGNORE
+        assert example.labels[query.position + 1] == IGNORE
+        assert example.input_ids[query.position + 1] == tokenizer.convert_tokens_to_ids("<paragraph>")
+    assert all(label in (IGNORE, token) for token, label in zip(example.input_ids, example.labels))
+
+
+def test_batch_holds_each_document_once_with_masks(tokenizer) -> None:
+    collator = OneGenCollator(tokenizer, OneGenConfig(), DOCS)
+    batch = collator([collator.encode(dialogue()), collator.encode(dialogue())])
+    # 4 [RQ] + 4 standalone rows; documents a, b once each
+    assert batch["positive_mask"].shape == (8, 2)
+    assert batch["row_ids"].shape[0] == 2 + 4
+    assert batch["positive_mask"].sum(dim=1).tolist() == [1] * 8
+    assert not (batch["positive_mask"] & batch["negative_mask"]).any()
+    assert batch["attention_mask"].sum(dim=1).tolist() == [len(collator.encode(dialogue()).input_ids)] * 2
+    rd = tokenizer.convert_tokens_to_ids("[RD]")
+    last = batch["row_mask"][:2].sum(dim=1) - 1
+    assert batch["row_ids"][[0, 1], last].tolist() == [rd, rd]
+
+
+def test_long_documents_keep_their_rd_token(tokenizer) -> None:
+    collator = OneGenCollator(tokenizer, OneGenConfig(), {"x": "word " * 500}, max_doc_tokens=32)
+    tokens = collator.document_tokens("x")
+    assert len(tokens) == 32 and tokens[-1] == tokenizer.convert_tokens_to_ids("[RD]")

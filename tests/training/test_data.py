@@ -1,0 +1,103 @@
+"""The validator, the converters and the split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.converters.dialogue import Reference, dialogues
+from training.converters.hotpot import convert_hotpot
+from training.converters.squad import read_squad, single_hop
+from training.data import DataFormatError, load_documents, load_records
+from training.split import split_records
+
+DATA = Path("/work/shared/data")
+SQUAD = DATA / "squad/train-v1.1.first11articles.json.gz"
+HOTPOT = DATA / "hotpotqa/hotpot_dev_distractor_first103.json"
+needs_data = pytest.mark.skipif(not SQUAD.exists(), reason="shared data sets not present")
+
+
+def write(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_validator_names_line_and_reason(tmp_path: Path) -> None:
+    docs = load_documents(write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}]))
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "[RQ] a", "retrievals": [{"positives": ["d1"]}]}]}
+    two_markers = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "[RQ][RQ] a", "retrievals": [{"positives": ["d1"]}]}]}
+    unknown = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "[RQ] a", "retrievals": [{"positives": ["d9"]}]}]}
+    path = write(tmp_path / "train.jsonl", [good, two_markers, "{broken", unknown])
+    with pytest.raises(DataFormatError) as error:
+        load_records(path, docs)
+    message = str(error.value)
+    assert "train.jsonl:2: message 1: 2 [RQ] marker(s) but 1 retrievals" in message
+    assert "train.jsonl:3: not valid JSON" in message
+
+
+def test_validator_reports_every_bad_record(tmp_path: Path) -> None:
+    docs = load_documents(write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}]))
+    rows = [
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "[RQ] a", "retrievals": [{"positives": ["d9"]}]}]},
+        {"messages": [{"role": "assistant", "content": "a"}]},
+        {"messages": [{"role": "user", "content": "q [RD]"}, {"role": "assistant", "content": "a"}]},
+    ]
+    with pytest.raises(DataFormatError) as error:
+        load_records(write(tmp_path / "train.jsonl", rows), docs)
+    message = str(error.value)
+    assert "train.jsonl:1: message 1, retrieval 0: unknown document id 'd9'" in message
+    assert "train.jsonl:2: message 0: role must be 'user'" in message
+    assert "train.jsonl:3: message 0: contains the reserved token '[RD]'" in message
+
+
+def test_duplicate_document_ids_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match=r"docs.jsonl:2: duplicate document id 'd1'"):
+        load_documents(write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}, {"id": "d1", "text": "y"}]))
+
+
+@needs_data
+def test_squad_records_retrieve_their_paragraph_with_same_article_negatives() -> None:
+    articles = read_squad(SQUAD)
+    records = single_hop(articles, negatives=3)
+    assert len(records) == 3807
+    first = records[0]
+    retrieval = first.messages[1].retrievals[0]
+    assert first.messages[1].content.startswith("[RQ] ")
+    assert len(retrieval.negatives) == 3
+    assert all(d.split("#")[0] == first.group for d in retrieval.positives + retrieval.negatives)
+    assert retrieval.positives[0] not in retrieval.negatives
+
+
+@needs_data
+def test_split_never_puts_an_article_on_both_sides() -> None:
+    train, held_out = split_records(single_hop(read_squad(SQUAD)), eval_fraction=0.2, seed=0)
+    assert {r.group for r in train}.isdisjoint({r.group for r in held_out})
+    assert len(held_out) >= 0.2 * (len(train) + len(held_out))
+
+
+@needs_data
+def test_dialogue_follow_ups_refer_to_the_subject_and_keep_the_original() -> None:
+    articles = read_squad(SQUAD)
+    records = dialogues(articles, turns=3)
+    beyonce = next(r for r in records if r.group == "Beyoncé")
+    users = beyonce.messages[::2]
+    assert len(users) == 3 and len(beyonce.messages[1::2]) == 3
+    for follow_up in users[1:]:
+        assert "Beyonc" not in follow_up.content and "Beyonc" in follow_up.original
+    reference = Reference.for_article(next(a for a in articles if a.title == "Beyoncé"))
+    assert reference.rewrite("When did Beyoncé release Lemonade?") == "When did she release Lemonade?"
+    assert reference.rewrite("What was Beyonce's first album?") == "What was her first album?"
+    assert reference.rewrite("Who managed Beyoncé?") == "Who managed her?"
+
+
+@needs_data
+def test_hotpot_records_have_two_hops_with_distractor_negatives() -> None:
+    docs, records = convert_hotpot(HOTPOT)
+    assert len(records) == 103
+    answer = records[0].messages[1]
+    assert answer.content.count("[RQ]") == len(answer.retrievals) == 2
+    assert [r.positives for r in answer.retrievals] == [["Scott Derrickson"], ["Ed Wood"]]
+    assert len(answer.retrievals[0].negatives) == 8
+    assert {d["id"] for d in docs} >= {"Scott Derrickson", "Ed Wood"}
