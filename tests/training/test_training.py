@@ -1,0 +1,170 @@
+"""Training end to end on tiny random models: learning, exact resume, LoRA rows, export."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import save_tiny_base, train_config
+from onegen_integrations.config import OneGenConfig
+from onegen_integrations.model import OneGenModel
+from tests.conftest import ListRetriever
+from training.data import load_documents, load_records
+from training.trainer import Trainer
+
+
+class Interrupted(Exception):
+    """Stands in for a kill after a checkpoint."""
+
+
+def stop_after(step: int):
+    def callback(state, record) -> None:
+        if state.step == step:
+            raise Interrupted
+
+    return callback
+
+
+def load(directory: Path) -> OneGenModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a trained model loads without the untrained warning
+        return OneGenModel.load(directory, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def learned(tiny_base: Path, facts: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Full fine-tune of the tiny model on the 16 facts (about 30 s on 2 CPU cores)."""
+    config = train_config(tiny_base, facts, tmp_path_factory.mktemp("learned"), max_steps=30, batch_size=16,
+                          learning_rate=2e-3, lambda_gen=0.3, temperature=0.1, eval_every=30)
+    trainer = Trainer(config)
+    before = trainer.evaluate()
+    model_dir = trainer.train()
+    log = [json.loads(line) for line in (config.output_dir / "log.jsonl").read_text().splitlines()]
+    return {"before": before, "log": [r for r in log if "step" in r], "dir": model_dir, "trainer": trainer}
+
+
+def test_retrieval_is_learned_from_chance_and_ce_falls(learned: dict) -> None:
+    assert learned["before"]["eval_recall@1"] <= 0.25
+    last = learned["log"][-1]
+    assert last["eval_recall@1"] >= 0.9
+    assert last["ce"] < learned["log"][0]["ce"] - 1.0
+
+
+def test_full_fine_tune_directory_loads_and_retrieves(learned: dict, facts: Path) -> None:
+    model = load(learned["dir"])
+    assert model.trained and model.config.training_run == "test-run"
+    docs = load_documents(facts / "docs.jsonl")
+    records = load_records(facts / "train.jsonl", docs)
+    vectors = model.embed_documents(list(docs.values()))
+    ids = list(docs)
+    queries = model.embed_queries([r.messages[0].content for r in records])
+    found = [ids[int(np.argmax(vectors @ q))] == r.messages[1].retrievals[0].positives[0] for q, r in zip(queries, records)]
+    assert np.mean(found) >= 0.75  # standalone "{question}[RQ]" rows were trained too
+
+
+def test_full_fine_tune_hidden_states_survive_the_round_trip(learned: dict) -> None:
+    model = load(learned["dir"])
+    objective = learned["trainer"].accelerator.unwrap_model(learned["trainer"].objective).eval()
+    ids = torch.tensor([model.tokenize("The code of Lima is 123.[RD]")])
+    with torch.no_grad():
+        expected = objective.states(ids, torch.ones_like(ids))
+        actual = model.hf_model.get_decoder()(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_session_retrieves_with_the_trained_model(learned: dict, facts: Path) -> None:
+    model = load(learned["dir"])
+    docs = load_documents(facts / "docs.jsonl")
+    records = load_records(facts / "train.jsonl", docs)
+    texts = list(docs.values())
+    retriever = ListRetriever(model, texts)
+    hits = []
+    for record in records:
+        done = model.session(retriever, retrieval="always", max_new_tokens=1, max_retrievals=1).ask(record.messages[0].content)
+        expected = docs[record.messages[1].retrievals[0].positives[0]]
+        hits.append(done.retrievals[0].hits[0].text == expected)
+    assert np.mean(hits) >= 0.9
+
+
+def test_resume_after_a_kill_ends_with_the_same_weights(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    settings = dict(method="lora", max_steps=6, save_every=3, batch_size=2, grad_accum=2, learning_rate=1e-3,
+                    schedule="cosine", warmup_steps=2, max_eval_records=4, eval_every=3)
+    straight = Trainer(train_config(tiny_base, facts, tmp_path / "straight", **settings))
+    straight.train()
+    killed = train_config(tiny_base, facts, tmp_path / "killed", **settings)
+    with pytest.raises(Interrupted):
+        Trainer(killed, callbacks=[stop_after(3)]).train()
+    resumed = Trainer(killed)
+    resumed.train()
+    assert resumed.state.step == 6
+    expected, actual = straight.objective.state_dict(), resumed.objective.state_dict()
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    assert resumed.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
+
+
+def lora_gradients(tiny_base: Path, facts: Path, tmp_path: Path, lambda_gen: float) -> tuple[Trainer, torch.Tensor]:
+    """One backward pass under LoRA; returns the trainer and the OneGen rows' gradient."""
+    trainer = Trainer(train_config(tiny_base, facts, tmp_path, method="lora", lambda_gen=lambda_gen))
+    loss, _, _ = trainer._loss(trainer.collator(trainer.examples[:4]))
+    loss.backward()
+    return trainer, trainer.model.lm.get_input_embeddings().delta.grad
+
+
+def test_lora_retrieval_gradient_reaches_the_rows_of_the_tokens_in_the_batch(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    trainer, grad = lora_gradients(tiny_base, facts, tmp_path, lambda_gen=0.0)
+    tokens = trainer.model.onegen.tokens
+    # single-turn facts: the passage after [RQ] cannot reach an earlier vector (causal attention)
+    used = [tokens.query, tokens.document]
+    assert [bool(row.abs().sum() > 0) for row in grad] == [t in used for t in tokens.all()]
+
+
+def test_lora_trains_only_adapters_and_onegen_rows(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    trainer, grad = lora_gradients(tiny_base, facts, tmp_path, lambda_gen=1.0)
+    assert bool((grad.abs().sum(dim=1) > 0).all())  # the tied head gives every new row a CE gradient
+    lm = trainer.model.lm
+    assert lm.get_input_embeddings().embedding.weight.grad is None
+    lora = [p for n, p in lm.named_parameters() if "lora_" in n]
+    assert lora and all(p.grad is not None for p in lora)
+    trainable = {n for n, p in lm.named_parameters() if p.requires_grad}
+    assert all("lora_" in n or n.endswith("delta") for n in trainable)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_lora_directory_loads_with_the_trained_hidden_states(facts: Path, tmp_path: Path, tied: bool) -> None:
+    base = save_tiny_base(tmp_path / "base", tied=tied)
+    trainer = Trainer(train_config(base, facts, tmp_path / "run", method="lora", max_steps=3, learning_rate=1e-2))
+    directory = trainer.train()
+    config = OneGenConfig.read(directory)
+    assert (config.trained, config.adapter, config.base_model) == (True, "adapter", "../../base")
+    from safetensors.torch import load_file
+
+    rows = load_file(directory / config.token_embeddings)
+    assert rows["input"].shape == (len(config.tokens.all()), 64)
+    assert ("output" in rows) == (not tied)
+    model = load(directory)
+    objective = trainer.accelerator.unwrap_model(trainer.objective).eval()
+    ids = torch.tensor([model.tokenize("Where is [RQ]<paragraph>Lima</paragraph> 42[RD]")])
+    with torch.no_grad():
+        expected_states = objective.states(ids, torch.ones_like(ids))
+        expected_logits = trainer.model.lm.get_output_embeddings()(expected_states)
+        actual_states = model.hf_model.get_decoder()(input_ids=ids).last_hidden_state
+        actual_logits = model.hf_model.get_output_embeddings()(actual_states)
+    torch.testing.assert_close(actual_states, expected_states, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(actual_logits, expected_logits, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(rows["input"], load_file_untrained_rows(base, config))
+
+
+def load_file_untrained_rows(base: Path, config: OneGenConfig) -> torch.Tensor:
+    """The OneGen rows of the base before training."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    return model.get_input_embeddings().weight[tokenizer.convert_tokens_to_ids(config.tokens.all())].detach()
