@@ -87,7 +87,7 @@ class PrefilledSession(OneGenSession):
             raise ValueError("load_history must come before the first message of the session")
         if [m["role"] for m in messages] != ["user", "assistant"] * (len(messages) // 2):
             raise ValueError("history must alternate user and assistant messages, starting with a user message")
-        for user, answer in zip(messages[::2], messages[1::2]):
+        for user, answer in zip(messages[::2], messages[1::2], strict=True):
             if self._turns:
                 self._append(self._format.assistant_close(ended_with_eos=False))
             ids = self._format.user_turn(self.messages, user["content"])

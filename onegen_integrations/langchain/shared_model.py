@@ -38,7 +38,7 @@ class UsesOneGenModel(BaseModel):
     """`"default"` or a model directory; only read when `onegen_model` is None."""
 
     @model_validator(mode="after")
-    def _name_from_given_model(self) -> "UsesOneGenModel":
+    def _name_from_given_model(self) -> UsesOneGenModel:
         if self.onegen_model is not None and "model_name" not in self.model_fields_set:
             self.model_name = self.onegen_model.name
         return self

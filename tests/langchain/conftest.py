@@ -8,10 +8,19 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import chromadb
 import pytest
+from chromadb.config import Settings
 
-from onegen_integrations.langchain import load_shared_model
+from onegen_integrations.langchain import (
+    ChatOneGen,
+    OneGenChatChain,
+    OneGenEmbeddings,
+    OneGenRetriever,
+    load_shared_model,
+)
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
+from tests.langchain.probes import TEXTS
 
 CORPUS = Path(__file__).parents[2] / "onegen_integrations" / "demo" / "corpus.jsonl"
 
@@ -47,3 +56,11 @@ def default_model() -> OneGenModel:
 def corpus() -> list[dict[str, str]]:
     """The bundled demo corpus: `{"id", "title", "text"}` records."""
     return [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def chat_chain(tiny_model: OneGenModel, tmp_path: Path) -> OneGenChatChain:
+    """A chat chain on the tiny model over the probes' three texts, k=1, 6 new tokens per answer."""
+    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
+    retriever = OneGenRetriever.from_texts(TEXTS, OneGenEmbeddings(onegen_model=tiny_model), k=1, client=client)
+    return OneGenChatChain(llm=ChatOneGen(onegen_model=tiny_model, max_tokens=6), retriever=retriever)

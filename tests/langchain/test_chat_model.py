@@ -30,7 +30,14 @@ def test_history_is_fed_exactly_as_the_chat_template_renders_the_conversation(ch
 
 def test_consecutive_messages_of_one_role_and_all_system_messages_are_joined() -> None:
     dialogue = to_dialogue(
-        [SystemMessage("a"), SystemMessage("b"), HumanMessage("q1"), HumanMessage("q2"), AIMessage("r"), HumanMessage("q3")]
+        [
+            SystemMessage("a"),
+            SystemMessage("b"),
+            HumanMessage("q1"),
+            HumanMessage("q2"),
+            AIMessage("r"),
+            HumanMessage("q3"),
+        ]
     )
     assert dialogue.system == "a\n\nb"
     assert dialogue.history == [{"role": "user", "content": "q1\n\nq2"}, {"role": "assistant", "content": "r"}]
@@ -53,7 +60,7 @@ def test_tool_messages_and_tool_binding_are_refused_as_unsupported(chat: ChatOne
         """Add two integers."""
         return a + b
 
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="does not support tool calling"):
         chat.bind_tools([add])
     with pytest.raises(NotImplementedError, match="tool calling"):
         chat.invoke([HumanMessage("2+2?"), ToolMessage("4", tool_call_id="1"), HumanMessage("so?")])

@@ -32,7 +32,9 @@ def retriever(tiny_model: OneGenModel, client: chromadb.ClientAPI) -> OneGenRetr
     return OneGenRetriever.from_texts(TEXTS, OneGenEmbeddings(onegen_model=tiny_model), k=2, client=client)
 
 
-def test_a_text_query_is_embedded_with_rq_and_scored_by_cosine(retriever: OneGenRetriever, tiny_model: OneGenModel) -> None:
+def test_a_text_query_is_embedded_with_rq_and_scored_by_cosine(
+    retriever: OneGenRetriever, tiny_model: OneGenModel
+) -> None:
     documents = retriever.invoke("Who founded the institute?")
     query = tiny_model.embed_query("Who founded the institute?")
     scores = tiny_model.embed_documents(TEXTS) @ query
@@ -80,6 +82,8 @@ def test_a_chroma_store_without_onegen_vectors_is_refused(client: chromadb.Clien
 
 
 def test_a_collection_measuring_l2_distance_is_refused(client: chromadb.ClientAPI, tiny_model: OneGenModel) -> None:
-    store = Chroma(collection_name="l2-space", client=client, embedding_function=OneGenEmbeddings(onegen_model=tiny_model))
+    store = Chroma(
+        collection_name="l2-space", client=client, embedding_function=OneGenEmbeddings(onegen_model=tiny_model)
+    )
     with pytest.raises(StoreError, match="cosine"):
         OneGenRetriever(store=store)

@@ -70,7 +70,7 @@ class OneGenRAGChain(RunnableSerializable[str | QuestionInput, str]):
     or None for the engine's default (`auto` if the model is trained, else `always`)."""
 
     @model_validator(mode="after")
-    def _same_model(self) -> "OneGenRAGChain":
+    def _same_model(self) -> OneGenRAGChain:
         model, indexed_by = self.llm.load_model(), self.retriever.model
         if model.fingerprint != indexed_by.fingerprint:
             raise EmbeddingModelMismatchError(
@@ -89,9 +89,7 @@ class OneGenRAGChain(RunnableSerializable[str | QuestionInput, str]):
         """The whole answer text, generated off the event loop."""
         return "".join([token async for token in self.astream(input, config, **kwargs)])
 
-    def stream(
-        self, input: str | QuestionInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[str]:
+    def stream(self, input: str | QuestionInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[str]:
         """The answer text, piece by piece as it is decoded."""
         yield from self._transform_stream_with_config(iter([input]), self._answer, config)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams, generate_from_stream
@@ -84,6 +84,14 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
         if stops := [*(self.stop or []), *(stop or [])]:
             params["ls_stop"] = stops
         return params
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> NoReturn:
+        """Not supported: OneGen models are not trained to call tools."""
+        raise NotImplementedError(
+            "ChatOneGen does not support tool calling: the model was not trained to emit tool calls. "
+            "Use create_agent(model, tools=[]) for a plain chatbot, OneGenChatChain for retrieval, or a "
+            "tool-calling chat model for agents with tools"
+        )
 
     def start_session(
         self, dialogue: Dialogue | None = None, retriever: Retriever | None = None, **options: Any

@@ -25,6 +25,11 @@ class EngineRetriever:
         """The engine's `Retriever` protocol: the best `query.k` documents for `query.vector`."""
         documents = self.retriever.invoke(query.text, ensure_config(), vector=query.vector.tolist(), k=query.k)
         return [
-            Hit(id=doc.id or "", text=doc.page_content, score=float(doc.metadata.get(SCORE_KEY, 0.0)), metadata=doc.metadata)
+            Hit(
+                id=doc.id or "",
+                text=doc.page_content,
+                score=float(doc.metadata.get(SCORE_KEY, 0.0)),
+                metadata=doc.metadata,
+            )
             for doc in documents
         ]

@@ -61,7 +61,7 @@ class OneGenRetriever(BaseRetriever):
     """Documents returned per query (a call may pass `k=` to change it)."""
 
     @model_validator(mode="after")
-    def _check_store(self) -> "OneGenRetriever":
+    def _check_store(self) -> OneGenRetriever:
         if self.embeddings is None:
             self.embeddings = _embeddings_of(self.store)
         model = self.embeddings.load_model()
@@ -87,7 +87,7 @@ class OneGenRetriever(BaseRetriever):
         ids: list[str] | None = None,
         k: int = 4,
         **chroma_kwargs: Any,
-    ) -> "OneGenRetriever":
+    ) -> OneGenRetriever:
         """Embed `texts` into a new (or reopened) `Chroma` collection set up for OneGen; retrieve from it.
 
         `chroma_kwargs` go to `Chroma` (`collection_name`, `persist_directory`, `client`, ...);

@@ -1,0 +1,71 @@
+"""Probes for the chain tests: recorded callbacks, counted calls, searched vectors, reference states."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import BaseCallbackHandler
+
+from onegen_integrations.langchain import OneGenRetriever
+from onegen_integrations.model import OneGenModel
+
+TEXTS = [
+    "Odile Marchetti founded the Varenne Institute in 1911.",
+    "Odile Marchetti was born in Selbrook.",
+    "The River Tamsey runs through Selbrook.",
+]
+
+
+class RecordingHandler(BaseCallbackHandler):
+    """Keeps the chain and retriever callbacks it sees, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.runs: dict[str, uuid.UUID | None] = {}
+
+    def on_chain_start(
+        self, serialized: Any, inputs: Any, *, run_id: uuid.UUID, parent_run_id: Any = None, **kw: Any
+    ) -> None:
+        self.events.append(("chain_start", inputs))
+        self.runs.setdefault("chain", run_id)
+
+    def on_retriever_start(
+        self, serialized: Any, query: str, *, run_id: uuid.UUID, parent_run_id: Any = None, **kw: Any
+    ) -> None:
+        self.events.append(("retriever_start", query))
+        self.runs["retriever_parent"] = parent_run_id
+
+    def on_retriever_end(self, documents: Any, **kw: Any) -> None:
+        self.events.append(("retriever_end", [doc.page_content for doc in documents]))
+
+    def on_chain_end(self, outputs: Any, **kw: Any) -> None:
+        self.events.append(("chain_end", outputs))
+
+
+def capture_search_vectors(retriever: OneGenRetriever) -> list[np.ndarray]:
+    """Record every vector the Chroma store is searched with (wraps the instance's method)."""
+    vectors: list[np.ndarray] = []
+    search = retriever.store.similarity_search_by_vector_with_relevance_scores
+
+    def recording(embedding: list[float], k: int = 4, **kwargs: Any) -> Any:
+        vectors.append(np.asarray(embedding, dtype=np.float32))
+        return search(embedding, k, **kwargs)
+
+    retriever.store.similarity_search_by_vector_with_relevance_scores = recording
+    return vectors
+
+
+def count_calls(owner: object, name: str) -> list[tuple]:
+    """Count calls of an instance's method by replacing it on the instance (no mocks)."""
+    calls: list[tuple] = []
+    method = getattr(owner, name)
+    object.__setattr__(owner, name, lambda *args, **kwargs: calls.append(args) or method(*args, **kwargs))
+    return calls
+
+
+def rq_state(model: OneGenModel, token_ids: list[int]) -> np.ndarray:
+    """The unit hidden state at the last of `token_ids`, from one fresh forward over all of them."""
+    hidden = model.forward(token_ids, model.new_cache())
+    return (hidden / hidden.norm()).float().numpy()
