@@ -1,4 +1,8 @@
-"""Fixtures for the LlamaIndex adapter: a tiny model, its index over an in-memory Chroma."""
+"""Fixtures for the LlamaIndex adapter: a tiny model, its index over an in-memory Chroma.
+
+A plain module, not a conftest.py: a second conftest module would replace the root one
+under the name `conftest`, which core tests import from. Test modules import the fixtures.
+"""
 
 from __future__ import annotations
 
