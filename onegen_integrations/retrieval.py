@@ -23,7 +23,11 @@ class RetrievalQuery:
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved document with its cosine similarity to the query."""
+    """One retrieved document and its score, higher is closer.
+
+    `ChromaDocumentStore` gives cosine similarity; a framework retriever gives its own
+    store's similarity, passed through unchanged.
+    """
 
     id: str
     text: str

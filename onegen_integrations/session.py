@@ -142,9 +142,8 @@ class OneGenSession:
 
     def add_turn(self, user: str, answer: str) -> None:
         """Append a finished exchange (e.g. from a framework's message history) without
-        generating. Its tokens are fed with the next message, in the same forward call."""
-        if not user or not user.strip():
-            raise EmptyTextError("the user message of a history turn is empty")
+        generating. Its tokens are fed with the next message, in the same forward call.
+        `user` may be empty (a dialogue that opens with the assistant's greeting)."""
         if self._busy.locked():
             raise SessionBusyError("this session is answering a message; add history before or after")
         history = self.messages
@@ -152,6 +151,15 @@ class OneGenSession:
             self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
         self._turns.append(_Turn(user=user, answer=answer, finish="eos"))
         self._append(self._format.user_turn(history, user) + self.model.tokenize(answer) + [self._eos_id])
+
+    def load_history(self, messages: Sequence[Message]) -> None:
+        """Queue earlier turns given as alternating user/assistant messages, user first
+        (a framework's chat history); see `add_turn`."""
+        roles = [m["role"] for m in messages]
+        if len(roles) % 2 or roles != ["user", "assistant"] * (len(roles) // 2):
+            raise ValueError("history must alternate user and assistant messages, starting with a user message")
+        for user, answer in zip(messages[::2], messages[1::2]):
+            self.add_turn(user["content"], answer["content"])
 
     def ask(self, message: str, **overrides: object) -> DoneEvent:
         """Run one turn to the end and return its `DoneEvent`."""

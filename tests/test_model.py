@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
+from tests.conftest import make_tiny_model
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import ListRetriever, make_tiny_model
+from tests.conftest import ListRetriever, make_tiny_model
 
 from onegen_integrations.errors import ContextWindowExceededError, EmptyTextError, SessionBusyError
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from chromadb.config import Settings
 
-from conftest import make_tiny_model
+from tests.conftest import make_tiny_model
 from onegen_integrations.errors import (
     DocumentTooLongError,
     EmbeddingModelMismatchError,
@@ -64,8 +64,8 @@ def test_vectors_written_by_another_process_are_found_here(tmp_path: Path, tiny_
     writer = textwrap.dedent(
         f"""
         import sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from conftest import make_tiny_model
+        sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+        from tests.conftest import make_tiny_model
         from onegen_integrations.store import ChromaDocumentStore
         store = ChromaDocumentStore(make_tiny_model(), path={str(tmp_path / "db")!r}, collection="docs")
         store.add({TEXTS!r}, show_progress=False)

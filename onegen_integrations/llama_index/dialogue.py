@@ -11,7 +11,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Retriever
-from onegen_integrations.session import OneGenSession, _Turn
+from onegen_integrations.session import OneGenSession
 
 _SYSTEM_ROLES = {MessageRole.SYSTEM, MessageRole.DEVELOPER}
 _ASSISTANT_ROLES = {MessageRole.ASSISTANT, MessageRole.CHATBOT, MessageRole.MODEL}
@@ -81,20 +81,6 @@ class Dialogue:
         if self.system_prompt is not None:
             options["system_prompt"] = self.system_prompt
         session = model.session(retriever, **options)
-        _load_history(session, self.history)
+        for user, answer in self.history:
+            session.add_turn(user, answer)
         return session
-
-
-def _load_history(session: OneGenSession, history: list[tuple[str, str]]) -> None:
-    """Queue closed turns in an empty session, as if they had been generated.
-
-    This reaches into the session; it stands in for a `OneGenSession.load_history`
-    in the engine (see docs/llama_index.md), which would keep this knowledge there.
-    """
-    fmt = session._format
-    for user, answer in history:
-        if session._turns:
-            session._append(fmt.assistant_close(False))
-        ids = fmt.user_turn(session.messages, user)
-        session._turns.append(_Turn(user=user, answer=answer, finish="stop"))
-        session._append(ids + fmt.tokenize(answer))
