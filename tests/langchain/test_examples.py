@@ -1,0 +1,43 @@
+"""The LangChain examples run start to finish on the default model."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from onegen_integrations.model import OneGenModel
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+CONVERSATION = Path(__file__).parents[2] / "onegen_integrations" / "demo" / "conversation.txt"
+sys.path.insert(0, str(EXAMPLES))
+
+import langchain_chatbot  # noqa: E402
+import langchain_rag  # noqa: E402
+
+pytestmark = pytest.mark.default_model
+
+
+def test_the_rag_example_streams_an_answer_after_retrieving_from_the_demo_corpus(
+    default_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.perf_counter()
+    answer = langchain_rag.main(["Who founded the Varenne Institute?", "--max-tokens", "8"])
+    out = capsys.readouterr().out
+    assert time.perf_counter() - started < 60
+    assert out.startswith("[retrieved: ") and answer and answer in out
+
+
+def test_the_chatbot_example_answers_the_scripted_conversation_with_one_retrieval_per_turn(
+    default_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.perf_counter()
+    answers = langchain_chatbot.main(["--max-tokens", "8"])
+    out = capsys.readouterr().out
+    assert time.perf_counter() - started < 60
+    questions = [line for line in CONVERSATION.read_text().splitlines() if line.strip()]
+    assert len(answers) == len(questions) and all(answers)
+    for question in questions:
+        assert f"> {question}\n[retrieved: " in out
