@@ -2,7 +2,7 @@
 
 The engine answers one user message per turn over a cache of the turns before it. A LangChain
 chat model is handed the whole conversation on every call, so the earlier turns are loaded
-into a fresh session (`PrefilledSession.load_history`) and fed with the new message in one
+into a fresh session (`OneGenSession.load_history`) and fed with the new message in one
 forward pass.
 """
 
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from onegen_integrations.chat_format import Message
-from onegen_integrations.session import OneGenSession, _Turn
 
 _ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
 
@@ -71,25 +70,3 @@ def _role(message: BaseMessage) -> str:
     ):
         raise NotImplementedError("only text content is supported: remove image, audio and file blocks")
     return role
-
-
-class PrefilledSession(OneGenSession):
-    """An engine session that can start from earlier turns it did not generate itself.
-
-    `load_history` queues the turns' tokens; they are fed with the first message in one
-    forward pass and then live in the cache like any turn (the context-window policy may drop
-    them). This is the only addition to `OneGenSession` the LangChain adapter needs.
-    """
-
-    def load_history(self, messages: Sequence[Message]) -> None:
-        """Queue earlier turns (alternating user/assistant messages, user first) before any `send`."""
-        if self._turns:
-            raise ValueError("load_history must come before the first message of the session")
-        if [m["role"] for m in messages] != ["user", "assistant"] * (len(messages) // 2):
-            raise ValueError("history must alternate user and assistant messages, starting with a user message")
-        for user, answer in zip(messages[::2], messages[1::2], strict=True):
-            if self._turns:
-                self._append(self._format.assistant_close(ended_with_eos=False))
-            ids = self._format.user_turn(self.messages, user["content"])
-            self._turns.append(_Turn(user=user["content"], answer=answer["content"], finish="stop"))
-            self._append(ids + self._format.tokenize(answer["content"]))

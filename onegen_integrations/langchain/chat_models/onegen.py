@@ -13,9 +13,10 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 from onegen_integrations.events import DoneEvent, FinishReason, TokenEvent
-from onegen_integrations.langchain.messages import Dialogue, PrefilledSession, to_dialogue
+from onegen_integrations.langchain.messages import Dialogue, to_dialogue
 from onegen_integrations.langchain.shared_model import UsesOneGenModel
 from onegen_integrations.retrieval import Retriever
+from onegen_integrations.session import OneGenSession
 
 _FINISH_REASONS: dict[FinishReason, str] = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"}
 _CALL_OPTIONS = {"max_tokens": "max_new_tokens", "temperature": "temperature", "top_p": "top_p"}
@@ -95,7 +96,7 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
 
     def start_session(
         self, dialogue: Dialogue | None = None, retriever: Retriever | None = None, **options: Any
-    ) -> PrefilledSession:
+    ) -> OneGenSession:
         """A new engine session with this model's settings, holding `dialogue`'s system prompt and earlier turns.
 
         `options` override the engine's `GenerationOptions` (e.g. `k=2`). Without a retriever
@@ -112,7 +113,7 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
             settings["retrieval"] = "never"
         settings.update(options)
         system = dialogue.system if dialogue and dialogue.system else self.system_prompt
-        session = PrefilledSession(self.load_model(), retriever, system_prompt=system, **settings)
+        session = self.load_model().session(retriever, system_prompt=system, **settings)
         if dialogue is not None:
             session.load_history(dialogue.history)
         return session
