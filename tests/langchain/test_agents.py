@@ -11,6 +11,7 @@ from onegen_integrations.langchain import ChatOneGen, OneGenChatChain
 from onegen_integrations.model import OneGenModel
 
 pytest.importorskip("langgraph")
+pytest.importorskip("langchain.agents")
 from langchain.agents import create_agent  # noqa: E402
 from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
