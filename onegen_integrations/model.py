@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOKEN_ROWS_FILE = "onegen_tokens.safetensors"
+_SHARED: dict[str, "OneGenModel"] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 class UntrainedRetrievalWarning(UserWarning):
@@ -140,6 +142,19 @@ class OneGenModel:
             _load_token_rows(model, tokenizer, config, path / config.token_embeddings)
         merge_lora_adapter(model, path / config.adapter)
         return cls(model, tokenizer, config, name=str(path))
+
+    @classmethod
+    def shared(cls, name_or_path: str | Path = DEFAULT_MODEL_NAME) -> "OneGenModel":
+        """`load(name_or_path)` once per process; every caller gets the same object.
+
+        Framework components built from a model name (a chat model and an embedding model,
+        say) then run on one set of weights.
+        """
+        key = str(name_or_path)
+        with _SHARED_LOCK:
+            if key not in _SHARED:
+                _SHARED[key] = cls.load(key)
+            return _SHARED[key]
 
     def save(self, directory: str | Path) -> Path:
         """Write full weights, tokenizer and `onegen.json` (a directory `load` accepts)."""

@@ -42,10 +42,11 @@ def tiny_model() -> OneGenModel:
 
 @pytest.fixture(scope="session")
 def default_model() -> OneGenModel:
-    """The embedded SmolLM2-135M-Instruct default, loaded once per test run."""
+    """The embedded SmolLM2-135M-Instruct default: the process-wide shared instance, the
+    same object that framework components built from the name "default" use."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedRetrievalWarning)
-        return OneGenModel.load("default")
+        return OneGenModel.shared("default")
 
 
 class ListRetriever:

@@ -8,7 +8,6 @@ from onegen_integrations.langchain.chains.rag import OneGenRAGChain
 from onegen_integrations.langchain.chat_models.onegen import ChatOneGen
 from onegen_integrations.langchain.embeddings.onegen import OneGenEmbeddings
 from onegen_integrations.langchain.retrievers.onegen import OneGenRetriever
-from onegen_integrations.langchain.shared_model import load_shared_model
 
 __all__ = [
     "ChatOneGen",
@@ -16,5 +15,4 @@ __all__ = [
     "OneGenEmbeddings",
     "OneGenRAGChain",
     "OneGenRetriever",
-    "load_shared_model",
 ]

@@ -1,30 +1,11 @@
-"""One `OneGenModel` per name for the whole process, and the pydantic fields that reach it."""
+"""The pydantic fields through which a LangChain component reaches its `OneGenModel`."""
 
 from __future__ import annotations
-
-import threading
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from onegen_integrations.default_model import DEFAULT_MODEL_NAME
 from onegen_integrations.model import OneGenModel
-
-_loaded: dict[str, OneGenModel] = {}
-_loading = threading.Lock()
-
-
-def load_shared_model(name_or_path: str | Path = DEFAULT_MODEL_NAME) -> OneGenModel:
-    """`OneGenModel.load(name_or_path)`, loaded once per process and shared by every caller.
-
-    The chat model, the embeddings and the retriever built from the same name therefore run
-    on one set of weights.
-    """
-    key = str(name_or_path)
-    with _loading:
-        if key not in _loaded:
-            _loaded[key] = OneGenModel.load(key)
-        return _loaded[key]
 
 
 class UsesOneGenModel(BaseModel):
@@ -46,5 +27,5 @@ class UsesOneGenModel(BaseModel):
     def load_model(self) -> OneGenModel:
         """The model: the one given, or `model_name` loaded (once per process) on first use."""
         if self.onegen_model is None:
-            self.onegen_model = load_shared_model(self.model_name)
+            self.onegen_model = OneGenModel.shared(self.model_name)
         return self.onegen_model
