@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default=DEMO_DB, help=f"database directory (default {DEMO_DB})")
     _add_generation_options(demo)
     demo.set_defaults(run=_demo)
+
+    train = commands.add_parser(
+        "train",
+        help="train a OneGen model: onegen train --config CONFIG.yaml (also convert, validate, bench)",
+        add_help=False,
+    )
+    train.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to python -m training")
+    train.set_defaults(run=_train)
     return parser
 
 
@@ -171,6 +179,17 @@ def _chat(args: argparse.Namespace, model: OneGenModel | None) -> int:
     else:
         _scripted_chat(session, sys.stdin)
     return 0
+
+
+def _train(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    """Hand over to `training` (imported only here: the runtime never needs its packages)."""
+    try:
+        from training.cli import main as training_main
+    except ImportError as error:
+        raise OneGenError(
+            f"training needs its extra ({error.name} is missing): pip install 'onegen-integrations[train]'"
+        ) from error
+    return training_main(args.arguments or ["--help"])
 
 
 def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:

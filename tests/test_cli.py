@@ -245,3 +245,11 @@ def test_onegen_ask_end_to_end_on_the_default_model(tmp_path: Path) -> None:
     assert RETRIEVAL_LINE.findall(asked.stderr) in (["selbrook"], ["corvant"])
     assert len(USAGE_LINE.findall(asked.stderr)) == 1
     assert asked.stdout.strip()
+
+
+def test_train_hands_over_to_the_training_package(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = tmp_path / "train.jsonl"
+    records.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}\n')
+    corpus = Path(__file__).parents[1] / "onegen_integrations" / "demo" / "corpus.jsonl"
+    assert main(["train", "validate", str(corpus), str(records)]) == 0
+    assert "1 valid record" in capsys.readouterr().out
