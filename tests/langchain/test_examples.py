@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,16 @@ pytestmark = pytest.mark.default_model
 def test_the_rag_example_streams_an_answer_after_retrieving_from_the_demo_corpus(
     default_model: OneGenModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    started = time.perf_counter()
     answer = langchain_rag.main(["Who founded the Varenne Institute?", "--max-tokens", "8"])
     out = capsys.readouterr().out
-    assert time.perf_counter() - started < 60
     assert out.startswith("[retrieved: ") and answer and answer in out
 
 
 def test_the_chatbot_example_answers_the_scripted_conversation_with_one_retrieval_per_turn(
     default_model: OneGenModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    started = time.perf_counter()
     answers = langchain_chatbot.main(["--max-tokens", "8"])
     out = capsys.readouterr().out
-    assert time.perf_counter() - started < 60
     questions = [line for line in CONVERSATION.read_text().splitlines() if line.strip()]
     assert len(answers) == len(questions) and all(answers)
     for question in questions:
