@@ -8,7 +8,6 @@ from llama_index.core.tools import FunctionTool
 from llama_index.core.memory import ChatMemoryBuffer
 
 from onegen_integrations.llama_index import OneGenAgent
-from tests.llama_index.support import chroma, index, model  # noqa: F401 (fixtures)
 
 QUESTION = "Who founded the Varenne Institute?"
 

@@ -10,7 +10,6 @@ from llama_index.core.chat_engine.types import AgentChatResponse, StreamingAgent
 
 from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.llama_index import OneGenChatEngine
-from tests.llama_index.support import chroma, index, model  # noqa: F401 (fixtures)
 
 FIRST = "Who founded the Varenne Institute?"
 SECOND = "Where was she born?"

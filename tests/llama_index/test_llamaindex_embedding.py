@@ -11,7 +11,6 @@ from onegen_integrations.errors import EmbeddingModelMismatchError, EmptyTextErr
 from onegen_integrations.llama_index import OneGenEmbedding, OneGenQueryEngine
 from onegen_integrations.store import FINGERPRINT_KEY
 from tests.conftest import make_tiny_model
-from tests.llama_index.support import chroma, index, model  # noqa: F401 (fixtures)
 
 
 def test_documents_use_rd_and_queries_use_rq(model):

@@ -7,7 +7,6 @@ from llama_index.core.base.llms.types import ChatMessage
 
 from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.llama_index import Dialogue, OneGenLLM
-from tests.llama_index.support import model  # noqa: F401 (fixtures)
 
 HISTORY = [
     ChatMessage(role="system", content="Answer in one word."),

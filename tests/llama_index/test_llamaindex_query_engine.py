@@ -15,7 +15,6 @@ from llama_index.core.tools import QueryEngineTool
 
 from onegen_integrations.errors import EmbeddingModelMismatchError, EmptyTextError
 from onegen_integrations.llama_index import OneGenQueryEngine
-from tests.llama_index.support import chroma, index, model, recorded_events  # noqa: F401 (fixtures)
 
 QUESTION = "Who founded the Varenne Institute?"
 

@@ -1,8 +1,4 @@
-"""Fixtures for the LlamaIndex adapter: a tiny model, its index over an in-memory Chroma.
-
-A plain module, not a conftest.py: a second conftest module would replace the root one
-under the name `conftest`, which core tests import from. Test modules import the fixtures.
-"""
+"""Fixtures for the LlamaIndex tests: a tiny model, a Chroma client and an index over a few texts."""
 
 from __future__ import annotations
 
