@@ -13,19 +13,18 @@ from llama_index.core.chat_engine.types import (
     BaseChatEngine,
     StreamingAgentChatResponse,
 )
-from llama_index.core.indices.vector_store import VectorStoreIndex
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore
 
 from onegen_integrations.events import Event
 from onegen_integrations.llama_index.dialogue import Dialogue
-from onegen_integrations.llama_index.retriever import LlamaIndexRetriever, index_model
+from onegen_integrations.llama_index.retriever import FromIndex, LlamaIndexRetriever
 from onegen_integrations.llama_index.streams import chat_responses, iterate_in_thread, run_to_end, turn_metadata
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.session import OneGenSession
 
 
-class OneGenChatEngine(BaseChatEngine):
+class OneGenChatEngine(FromIndex, BaseChatEngine):
     """A chat engine that keeps the whole conversation in one KV cache.
 
     Each message is appended to the cache of the turns before it and answered in one pass:
@@ -69,23 +68,6 @@ class OneGenChatEngine(BaseChatEngine):
         self._session = model.session(self.retriever, system_prompt=system_prompt, **options)
         self._session_system_prompt = system_prompt
         self._open_turn: Iterator[Event] | None = None
-
-    @classmethod
-    def from_index(
-        cls,
-        index: VectorStoreIndex,
-        *,
-        similarity_top_k: int = 1,
-        node_postprocessors: Sequence[BaseNodePostprocessor] = (),
-        **kwargs: Any,
-    ) -> "OneGenChatEngine":
-        """A chat engine over a `VectorStoreIndex` built with `OneGenEmbedding`.
-
-        The model is the index's embed model's; an index embedded by another model raises
-        `EmbeddingModelMismatchError`. `similarity_top_k` passages are inserted per `[RQ]`.
-        """
-        retriever = index.as_retriever(similarity_top_k=similarity_top_k)
-        return cls(index_model(index), retriever, node_postprocessors=node_postprocessors, **kwargs)
 
     @property
     def session(self) -> OneGenSession:

@@ -15,19 +15,18 @@ from llama_index.core.base.response.schema import (
     StreamingResponse,
 )
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.indices.vector_store import VectorStoreIndex
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import QueryBundle
 
 from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.events import DoneEvent, Event, TokenEvent
-from onegen_integrations.llama_index.retriever import LlamaIndexRetriever, index_model
+from onegen_integrations.llama_index.retriever import FromIndex, LlamaIndexRetriever
 from onegen_integrations.llama_index.streams import iterate_in_thread, run_to_end, turn_metadata
 from onegen_integrations.model import OneGenModel
 
 
-class OneGenQueryEngine(BaseQueryEngine):
+class OneGenQueryEngine(FromIndex, BaseQueryEngine):
     """A query engine where retrieval happens inside generation, over one KV cache.
 
     The question is fed once; tokens stream; when the model emits `[RQ]`, the hidden state
@@ -70,23 +69,6 @@ class OneGenQueryEngine(BaseQueryEngine):
         self.streaming = streaming
         self.options = options
         model.session(LlamaIndexRetriever(retriever), **options)  # fail now on bad options
-
-    @classmethod
-    def from_index(
-        cls,
-        index: VectorStoreIndex,
-        *,
-        similarity_top_k: int = 1,
-        node_postprocessors: Sequence[BaseNodePostprocessor] = (),
-        **kwargs: Any,
-    ) -> "OneGenQueryEngine":
-        """A query engine over a `VectorStoreIndex` built with `OneGenEmbedding`.
-
-        The model is the index's embed model's; an index embedded by another model raises
-        `EmbeddingModelMismatchError`. `similarity_top_k` passages are inserted per `[RQ]`.
-        """
-        retriever = index.as_retriever(similarity_top_k=similarity_top_k)
-        return cls(index_model(index), retriever, node_postprocessors=node_postprocessors, **kwargs)
 
     def _get_prompt_modules(self) -> PromptMixinType:
         return {}

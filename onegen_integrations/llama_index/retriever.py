@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from typing_extensions import Self
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -106,3 +109,24 @@ def index_model(index: VectorStoreIndex) -> OneGenModel:
                 "comparable. Re-index into a new collection with this model, or load the model that built it"
             )
     return model
+
+
+class FromIndex:
+    """Adds `from_index` to an engine built as `cls(model, retriever, node_postprocessors=..., **kwargs)`."""
+
+    @classmethod
+    def from_index(
+        cls,
+        index: VectorStoreIndex,
+        *,
+        similarity_top_k: int = 1,
+        node_postprocessors: Sequence[BaseNodePostprocessor] = (),
+        **kwargs: Any,
+    ) -> Self:
+        """An engine over a `VectorStoreIndex` built with `OneGenEmbedding`.
+
+        The model is the index's embed model's; an index embedded by another model raises
+        `EmbeddingModelMismatchError`. `similarity_top_k` passages are inserted per `[RQ]`.
+        """
+        retriever = index.as_retriever(similarity_top_k=similarity_top_k)
+        return cls(index_model(index), retriever, node_postprocessors=node_postprocessors, **kwargs)  # type: ignore[call-arg]
