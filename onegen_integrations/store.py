@@ -32,8 +32,6 @@ FINGERPRINT_KEY = "onegen_fingerprint"
 DIMENSION_KEY = "onegen_dimension"
 MODEL_KEY = "onegen_model"
 
-# Telemetry off: the store must work on machines with no network, and must not phone home.
-_SETTINGS = Settings(anonymized_telemetry=False)
 
 
 def content_id(text: str) -> str:
@@ -174,11 +172,7 @@ class ChromaDocumentStore:
             self.collection.delete(ids=ids[start : start + step])
 
     def _open_collection(self, name: str) -> Collection:
-        metadata = {
-            FINGERPRINT_KEY: self.model.fingerprint,
-            DIMENSION_KEY: self.model.dimension,
-            MODEL_KEY: self.model.name,
-        }
+        metadata = collection_metadata(self.model)
         try:
             collection = self.client.get_or_create_collection(
                 name,
@@ -189,29 +183,16 @@ class ChromaDocumentStore:
         except ChromaError as error:
             raise StoreError(f"cannot open collection {name!r}: {error}") from error
         recorded = dict(collection.metadata or {})
-        fingerprint = recorded.get(FINGERPRINT_KEY)
-        if fingerprint is None and collection.count() == 0:
+        if FINGERPRINT_KEY not in recorded:
+            if collection.count():
+                raise EmbeddingModelMismatchError(
+                    f"collection {name!r} holds documents embedded by an unknown model (no OneGen "
+                    "fingerprint recorded): re-index them into a new collection with this model"
+                )
             # An empty collection made by other tools: claim it for this model.
             collection.modify(metadata={**recorded, **metadata})
-        elif fingerprint != self.model.fingerprint:
-            built_by = (
-                f"model {recorded.get(MODEL_KEY)!r} (fingerprint {fingerprint})"
-                if fingerprint
-                else "an unknown model (no OneGen fingerprint recorded)"
-            )
-            raise EmbeddingModelMismatchError(
-                f"collection {name!r} was embedded by {built_by}, but model {self.model.name!r} "
-                f"has fingerprint {self.model.fingerprint}: its vectors are not comparable. "
-                "Re-index the documents into a new collection with this model, or load the model "
-                "that built it"
-            )
-        configuration = collection.configuration or {}
-        space = (configuration.get("hnsw") or configuration.get("spann") or {}).get("space", "cosine")
-        if space != "cosine":
-            raise StoreError(
-                f"collection {name!r} measures {space} distance, OneGen needs cosine: "
-                "re-index the documents into a new collection"
-            )
+        check_recorded_model(collection, self.model)
+        check_cosine(collection)
         return collection
 
     def _checked_records(
@@ -244,10 +225,50 @@ class ChromaDocumentStore:
         return present
 
 
+def collection_metadata(model: OneGenModel) -> dict[str, Any]:
+    """Chroma collection metadata recording which model fills the collection."""
+    return {FINGERPRINT_KEY: model.fingerprint, DIMENSION_KEY: model.dimension, MODEL_KEY: model.name}
+
+
+def check_recorded_model(collection: Collection, model: OneGenModel) -> None:
+    """Raise `EmbeddingModelMismatchError` if `collection` records another model's fingerprint."""
+    recorded = dict(collection.metadata or {})
+    if FINGERPRINT_KEY in recorded:
+        check_same_model(recorded[FINGERPRINT_KEY], recorded.get(MODEL_KEY), model, collection.name)
+
+
+def check_same_model(fingerprint: str, built_by: str | None, model: OneGenModel, collection: str) -> None:
+    """Raise `EmbeddingModelMismatchError` unless `fingerprint` (of the model that filled
+    `collection`, named `built_by`) is `model`'s."""
+    if fingerprint != model.fingerprint:
+        raise EmbeddingModelMismatchError(
+            f"collection {collection!r} was embedded by model {built_by!r} (fingerprint {fingerprint}), "
+            f"but model {model.name!r} has fingerprint {model.fingerprint}: its vectors are not "
+            "comparable. Re-index the documents into a new collection with this model, or load the "
+            "model that built it"
+        )
+
+
+def check_cosine(collection: Collection) -> None:
+    """Raise `StoreError` unless `collection` measures cosine distance (Chroma's default is l2)."""
+    configuration = collection.configuration or {}
+    space = (configuration.get("hnsw") or configuration.get("spann") or {}).get("space", "l2")
+    if space != "cosine":
+        raise StoreError(
+            f"collection {collection.name!r} measures {space} distance, OneGen needs cosine: re-index "
+            "into a collection created with configuration={'hnsw': {'space': 'cosine'}} "
+            "(ChromaDocumentStore and OneGenRetriever.from_texts create them so)"
+        )
+
+
 def _open_client(path: Path, host: str | None, port: int | None) -> ClientAPI:
+    # Telemetry off: the store must work on machines with no network, and must not phone
+    # home. A fresh Settings each time: chromadb's HttpClient writes its server settings
+    # into the object it is given, which would turn a later embedded client into a remote one.
+    settings = Settings(anonymized_telemetry=False)
     if host is not None:
         try:
-            return chromadb.HttpClient(host=host, port=port or 8000, settings=_SETTINGS)
+            return chromadb.HttpClient(host=host, port=port or 8000, settings=settings)
         except ValueError as error:
             raise StoreError(
                 f"cannot reach the Chroma server at {host}:{port or 8000} ({error}): start it with "
@@ -263,7 +284,7 @@ def _open_client(path: Path, host: str | None, port: int | None) -> ClientAPI:
             "give a new or empty directory, or an existing Chroma database"
         )
     try:
-        return chromadb.PersistentClient(path=str(path), settings=_SETTINGS)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
     except ChromaError as error:
         raise NotAChromaDatabaseError(
             f"{path / SQLITE_FILE} cannot be opened as a Chroma database ({error}): "

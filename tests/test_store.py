@@ -302,6 +302,10 @@ def test_a_chroma_server_serves_the_same_store(chroma_server: int, tiny_model: O
         ChromaDocumentStore(make_tiny_model(seed=1), host="127.0.0.1", port=chroma_server, collection="remote")
 
 
-def test_an_unreachable_server_is_a_clear_error(tiny_model: OneGenModel) -> None:
+def test_an_unreachable_server_is_a_clear_error_and_leaves_embedded_stores_working(
+    tiny_model: OneGenModel, tmp_path: Path
+) -> None:
     with pytest.raises(StoreError, match="chroma run"):
         ChromaDocumentStore(tiny_model, host="127.0.0.1", port=free_port())
+    # chromadb writes server settings into the Settings it is given; they must not leak.
+    assert ChromaDocumentStore(tiny_model, path=tmp_path / "db").count() == 0

@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from typing_extensions import Self
-
 import llama_index.core.instrumentation as instrument
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.indices.vector_store import VectorStoreIndex
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from llama_index.vector_stores.chroma import ChromaVectorStore
+from typing_extensions import Self
 
 from onegen_integrations.errors import EmbeddingModelMismatchError
 from onegen_integrations.llama_index.embedding import OneGenEmbedding
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
-from onegen_integrations.store import FINGERPRINT_KEY, MODEL_KEY
+from onegen_integrations.store import check_recorded_model
 
 dispatcher = instrument.get_dispatcher(__name__)
 
@@ -97,17 +96,8 @@ def index_model(index: VectorStoreIndex) -> OneGenModel:
             "embed_model=OneGenEmbedding(model) (or Settings.embed_model = OneGenEmbedding(model))"
         )
     model = embed_model.model
-    vector_store = index.vector_store
-    if isinstance(vector_store, ChromaVectorStore):
-        recorded = dict(vector_store.client.metadata or {})
-        fingerprint = recorded.get(FINGERPRINT_KEY)
-        if fingerprint is not None and fingerprint != model.fingerprint:
-            raise EmbeddingModelMismatchError(
-                f"the Chroma collection {vector_store.client.name!r} was embedded by model "
-                f"{recorded.get(MODEL_KEY)!r} (fingerprint {fingerprint}), but the index's embed "
-                f"model is {model.name!r} (fingerprint {model.fingerprint}): its vectors are not "
-                "comparable. Re-index into a new collection with this model, or load the model that built it"
-            )
+    if isinstance(index.vector_store, ChromaVectorStore):
+        check_recorded_model(index.vector_store.client, model)
     return model
 
 

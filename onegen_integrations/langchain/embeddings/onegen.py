@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.embeddings import Embeddings
 from pydantic import Field
 
 from onegen_integrations.langchain.shared_model import UsesOneGenModel
-from onegen_integrations.store import FINGERPRINT_KEY, MODEL_KEY
+from onegen_integrations.store import collection_metadata
 
 
 class OneGenEmbeddings(UsesOneGenModel, Embeddings):
@@ -51,10 +53,9 @@ class OneGenEmbeddings(UsesOneGenModel, Embeddings):
         """Unit vector of `"{text}[RQ]"`, as a list of Python floats."""
         return self.load_model().embed_query(text).tolist()
 
-    def collection_metadata(self) -> dict[str, str]:
+    def collection_metadata(self) -> dict[str, Any]:
         """Chroma collection metadata recording which model fills it (`ChromaDocumentStore`'s keys).
 
         A store created with it refuses queries from a different model (see `OneGenRetriever`).
         """
-        model = self.load_model()
-        return {FINGERPRINT_KEY: model.fingerprint, MODEL_KEY: model.name}
+        return collection_metadata(self.load_model())

@@ -12,11 +12,17 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
-from onegen_integrations.errors import EmbeddingModelMismatchError, StoreError
+from onegen_integrations.errors import StoreError
 from onegen_integrations.langchain.embeddings.onegen import OneGenEmbeddings
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit
-from onegen_integrations.store import FINGERPRINT_KEY, MODEL_KEY, ChromaDocumentStore
+from onegen_integrations.store import (
+    FINGERPRINT_KEY,
+    ChromaDocumentStore,
+    check_cosine,
+    check_recorded_model,
+    check_same_model,
+)
 
 SCORE_KEY = "score"
 """Metadata key of each returned document's cosine similarity to the query."""
@@ -66,7 +72,7 @@ class OneGenRetriever(BaseRetriever):
             self.embeddings = _embeddings_of(self.store)
         model = self.embeddings.load_model()
         if isinstance(self.store, ChromaDocumentStore):
-            _check_same_model(self.store.model.fingerprint, self.store.model.name, model, self.store.collection_name)
+            check_same_model(self.store.model.fingerprint, self.store.model.name, model, self.store.collection_name)
         else:
             _check_chroma(self.store, model)
         return self
@@ -144,31 +150,15 @@ def _embeddings_of(store: ChromaDocumentStore | Chroma) -> OneGenEmbeddings:
 def _check_chroma(store: Chroma, model: OneGenModel) -> None:
     """Refuse a Chroma collection another model filled, or one that does not measure cosine distance."""
     collection = store._collection  # langchain-chroma has no public accessor for it
-    recorded = dict(collection.metadata or {})
-    if FINGERPRINT_KEY in recorded:
-        _check_same_model(recorded[FINGERPRINT_KEY], recorded.get(MODEL_KEY), model, collection.name)
+    if FINGERPRINT_KEY in (collection.metadata or {}):
+        check_recorded_model(collection, model)
     elif isinstance(store.embeddings, OneGenEmbeddings):
         built_by = store.embeddings.load_model()
-        _check_same_model(built_by.fingerprint, built_by.name, model, collection.name)
+        check_same_model(built_by.fingerprint, built_by.name, model, collection.name)
     else:
         raise StoreError(
             f"Chroma collection {collection.name!r} records no OneGen model and its embedding function "
             "is not OneGenEmbeddings, so its vectors cannot be trusted: re-index it with "
             "OneGenRetriever.from_texts(texts, embeddings)"
         )
-    configuration = collection.configuration or {}
-    space = (configuration.get("hnsw") or configuration.get("spann") or {}).get("space", "l2")
-    if space != "cosine":
-        raise StoreError(
-            f"Chroma collection {collection.name!r} measures {space} distance, OneGen needs cosine: create "
-            "it with collection_configuration={'hnsw': {'space': 'cosine'}} (OneGenRetriever.from_texts does)"
-        )
-
-
-def _check_same_model(fingerprint: str, name: str | None, model: OneGenModel, collection: str) -> None:
-    if fingerprint != model.fingerprint:
-        raise EmbeddingModelMismatchError(
-            f"collection {collection!r} was embedded by model {name!r} (fingerprint {fingerprint}), but "
-            f"model {model.name!r} has fingerprint {model.fingerprint}: its vectors are not comparable. "
-            "Re-index the documents with this model, or use the model that built the collection"
-        )
+    check_cosine(collection)
