@@ -22,7 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from onegen_integrations.langchain import OneGenChatChain
 
 sys.path.insert(0, str(Path(__file__).parent))
-from langchain_rag import build_chain  # noqa: E402
+from langchain_rag import build_chain
 
 CONVERSATION = Path(__file__).resolve().parents[1] / "onegen_integrations" / "demo" / "conversation.txt"
 

@@ -23,7 +23,7 @@ from onegen_integrations.llama_index import OneGenChatEngine, OneGenEmbedding
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llama_index_rag import demo_documents  # noqa: E402
+from llama_index_rag import demo_documents
 
 
 def messages(script: str | None) -> Iterator[str]:

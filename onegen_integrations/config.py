@@ -75,7 +75,7 @@ class OneGenConfig(BaseModel):
     """Identifier of the run that produced the weights."""
 
     @classmethod
-    def read(cls, directory: str | Path) -> "OneGenConfig":
+    def read(cls, directory: str | Path) -> OneGenConfig:
         """Read `onegen.json` from a model directory."""
         return cls.model_validate_json((Path(directory) / CONFIG_NAME).read_text())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 
@@ -58,4 +58,4 @@ class DoneEvent:
     usage: Usage = field(default_factory=Usage)
 
 
-Event = Union[TokenEvent, RetrievalEvent, DoneEvent]
+Event = TokenEvent | RetrievalEvent | DoneEvent

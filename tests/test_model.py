@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from tests.conftest import make_tiny_model
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
@@ -20,6 +19,7 @@ from onegen_integrations.errors import (
     ModelNotOneGenError,
 )
 from onegen_integrations.model import TOKEN_ROWS_FILE, OneGenModel, UntrainedRetrievalWarning
+from tests.conftest import make_tiny_model
 
 TEXTS = ["Ada was born in Paris.", "Bob", "Cleo built a bridge in 1901 over the wide river.", "Dan."]
 

@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 import torch
-from tests.conftest import ListRetriever, make_tiny_model
 
 from onegen_integrations.errors import ContextWindowExceededError, EmptyTextError, SessionBusyError
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
 from onegen_integrations.model import OneGenModel
+from tests.conftest import ListRetriever, make_tiny_model
 
 DOCS = ["Ada was born in Paris.", "Bob lives in Rome by the river.", "Cleo built a bridge in 1901."]
 
@@ -116,6 +116,7 @@ def test_never_bans_the_query_token(tiny_model):
     )
     events, done = run(session, "Who is Ada?")
     assert not any(isinstance(e, RetrievalEvent) for e in events)
+    assert done.usage.retrievals == 0
     assert tiny_model.query_token_id not in session.token_ids
     assert retriever.queries == []
 

@@ -11,7 +11,7 @@ from onegen_integrations.default_model import default_model_dir
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.splitter import TextSplitter
 
-WORDS = "the river carries silt past old mills where engineers measured flow rates every spring".split()
+WORDS = ["the", "river", "carries", "silt", "past", "old", "mills", "where", "engineers", "measured", "flow", "rates", "every", "spring"]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from chromadb.config import Settings
 
-from tests.conftest import make_tiny_model
 from onegen_integrations.errors import (
     DocumentTooLongError,
     EmbeddingModelMismatchError,
@@ -27,6 +26,7 @@ from onegen_integrations.errors import (
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import RetrievalQuery
 from onegen_integrations.store import ChromaDocumentStore, content_id
+from tests.conftest import make_tiny_model
 
 TEXTS = [
     "Ada Lovelace wrote the first computer program.",

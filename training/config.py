@@ -113,7 +113,7 @@ class TrainConfig(BaseModel):
     """Continue from the newest checkpoint in `output_dir/checkpoints` when there is one."""
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """Read a YAML config, applying `overrides` (dotted keys allowed: `lora.r`)."""
         import yaml
 

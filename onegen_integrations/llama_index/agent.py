@@ -72,7 +72,7 @@ class OneGenAgent(BaseWorkflowAgent):
         name: str = DEFAULT_NAME,
         description: str = DEFAULT_DESCRIPTION,
         **kwargs: Any,
-    ) -> "OneGenAgent":
+    ) -> OneGenAgent:
         """An agent over a `VectorStoreIndex` built with `OneGenEmbedding`.
 
         Agent and workflow arguments (`system_prompt`, `timeout`, ...) go to the agent, the

@@ -40,7 +40,7 @@ class Dialogue:
     """The system message; None leaves the session's default."""
 
     @classmethod
-    def from_messages(cls, messages: Sequence[ChatMessage]) -> "Dialogue":
+    def from_messages(cls, messages: Sequence[ChatMessage]) -> Dialogue:
         """Split a message list whose last message is the user's."""
         system: list[str] = []
         sides: list[tuple[bool, str]] = []  # (is_assistant, text), one side per entry

@@ -21,9 +21,9 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
+from onegen_integrations.events import DoneEvent
 from onegen_integrations.llama_index.dialogue import Dialogue
 from onegen_integrations.llama_index.streams import chat_responses, iterate_in_thread, text_deltas
-from onegen_integrations.events import DoneEvent
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.session import OneGenSession
 

@@ -12,9 +12,9 @@ from onegen_integrations.model import OneGenModel
 
 pytest.importorskip("langgraph")
 pytest.importorskip("langchain.agents")
-from langchain.agents import create_agent  # noqa: E402
-from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
-from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
+from langchain.agents import create_agent
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
 
 
 def thread(thread_id: str) -> RunnableConfig:

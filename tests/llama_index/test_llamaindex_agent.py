@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from llama_index.core.agent.workflow import AgentOutput, AgentStream, AgentWorkflow
-from llama_index.core.tools import FunctionTool
 from llama_index.core.memory import ChatMemoryBuffer
+from llama_index.core.tools import FunctionTool
 
 from onegen_integrations.llama_index import OneGenAgent
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from llama_index.core import Document, VectorStoreIndex
-from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
+from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.retrieval import RetrievalEndEvent, RetrievalStartEvent
 from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler

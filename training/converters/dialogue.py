@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from training.converters.squad import Article, answer_message
 from training.data import Message, Record
 
-_DETERMINERS = frozenset("a an which what each every this that current".split())
-_AUXILIARIES = frozenset("did does do was were is are has have had can could would will should".split())
+_DETERMINERS = frozenset(["a", "an", "which", "what", "each", "every", "this", "that", "current"])
+_AUXILIARIES = frozenset(["did", "does", "do", "was", "were", "is", "are", "has", "have", "had", "can", "could", "would", "will", "should"])
 _PRONOUNS = {"she": ("she", "her", "her"), "he": ("he", "him", "his"), "it": ("it", "it", "its")}
 
 
@@ -54,7 +54,7 @@ class Reference:
     """Replacement for "X's" ("her", "the film's")."""
 
     @classmethod
-    def for_article(cls, article: Article) -> "Reference":
+    def for_article(cls, article: Article) -> Reference:
         """Derive names and reference words from the article's title and text."""
         title = article.title.replace("_", " ")
         kind = re.search(r"\(([^)]*)\)", title)
