@@ -265,10 +265,14 @@ class OneGenModel:
 
         The state is the last layer's, after the final norm, not normalised.
         """
+        return self.forward_states(token_ids, cache)[-1]
+
+    def forward_states(self, token_ids: Sequence[int], cache: DynamicCache) -> torch.Tensor:
+        """Like `forward`, but the states of every fed position, shape `(len(token_ids), dimension)`."""
         inputs = torch.tensor([list(token_ids)], device=self.device)
         with self.lock, torch.inference_mode():
             out = self._decoder(input_ids=inputs, use_cache=True, **{self._cache_arg: cache})
-        return out.last_hidden_state[0, -1]
+        return out.last_hidden_state[0]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits for one hidden state (float32, safe to edit in place)."""

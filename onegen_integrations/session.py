@@ -225,7 +225,7 @@ class OneGenSession:
         need_query = options.retrieval == "always"
         if need_query:
             generated.append(self.model.query_token_id)
-            self._append(generated[-1:])
+            self._append(self._query_tokens(options))
         try:
             while True:
                 moved = self._make_room(0, keep_last=1)
@@ -234,24 +234,29 @@ class OneGenSession:
                     self._drop_pending(turn)
                     break
                 rebuilt += moved
-                hidden = self._flush()
+                states = self._flush()
+                hidden = states[-1]
                 if need_query:
                     need_query = False
-                    retrievals.append(self._retrieve(hidden, message, self._decode(answer_ids), options))
+                    # With `con` insertion, `<CON>` was fed in the same call as `[RQ]` (it does
+                    # not depend on the hits), so the query state is the one before last.
+                    query_state = states[-2] if options.insertion == "con" else hidden
+                    retrievals.append(self._retrieve(query_state, message, self._decode(answer_ids), options))
                     yield retrievals[-1]
-                    if retrievals[-1].inserted_tokens:
+                    if self._pending:
                         continue
                 if len(generated) >= options.max_new_tokens:
                     break
                 token = self._sample(hidden, generated, len(retrievals), options)
                 generated.append(token)
+                if token == self.model.query_token_id:
+                    self._append(self._query_tokens(options))
+                    need_query = True
+                    continue
                 self._append([token])
                 if token in self._eos_ids:
                     turn.finish = "eos"
                     break
-                if token == self.model.query_token_id:
-                    need_query = True
-                    continue
                 answer_ids.append(token)
                 text = self._decode(answer_ids)
                 cut = _first_stop(text, options.stop)
@@ -291,11 +296,18 @@ class OneGenSession:
         assert self.retriever is not None
         hits = self.retriever.retrieve(query)
         if options.insertion == "con":
-            insert = [self.model.cont_token_id]
+            inserted = 1  # the `<CON>` already fed with `[RQ]`
         else:
-            insert = [t for hit in hits for t in self._passage(hit, options.max_passage_tokens)]
-        self._append(insert)
-        return RetrievalEvent(query=query, hits=hits, inserted_tokens=len(insert), seconds=time.perf_counter() - started)
+            passages = [t for hit in hits for t in self._passage(hit, options.max_passage_tokens)]
+            self._append(passages)
+            inserted = len(passages)
+        return RetrievalEvent(query=query, hits=hits, inserted_tokens=inserted, seconds=time.perf_counter() - started)
+
+    def _query_tokens(self, options: GenerationOptions) -> list[int]:
+        """`[RQ]`, followed for linking (`con`) by `<CON>`, which can share its forward call."""
+        if options.insertion == "con":
+            return [self.model.query_token_id, self.model.cont_token_id]
+        return [self.model.query_token_id]
 
     def _passage(self, hit: Hit, max_tokens: int) -> list[int]:
         body = self.model.tokenize(hit.text)[:max_tokens]
@@ -330,11 +342,11 @@ class OneGenSession:
         self._pending.extend(ids)
 
     def _flush(self) -> torch.Tensor:
-        """Feed the queued tokens in one forward call; return the last position's state."""
-        hidden = self.model.forward(self._pending, self._cache)
+        """Feed the queued tokens in one forward call; return their states, `(n, dimension)`."""
+        states = self.model.forward_states(self._pending, self._cache)
         self._fed += len(self._pending)
         self._pending = []
-        return hidden
+        return states
 
     def _make_room(self, extra: int, *, keep_last: int) -> int | None:
         """Drop the oldest turns so the dialogue plus `extra` tokens fits; rebuild the cache once.

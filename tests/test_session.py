@@ -136,13 +136,27 @@ def test_a_model_that_emits_queries_forever_is_bounded(tiny_model):
     assert done.usage.completion_tokens == 20
 
 
-def test_con_insertion_feeds_one_continue_token(tiny_model):
+def test_con_insertion_feeds_continue_with_the_query_token_in_one_call(tiny_model):
     retriever = ListRetriever(tiny_model, DOCS)
-    session = tiny_model.session(retriever, retrieval="always", insertion="con", max_new_tokens=4)
-    events, _ = run(session, "Link: Ada")
-    assert events[0].inserted_tokens == 1
+    session = tiny_model.session(
+        retriever, retrieval="auto", insertion="con", max_new_tokens=10, logits_processor=force_query_at(tiny_model, {2, 5})
+    )
+    calls: list[int] = []
+    hook = tiny_model.hf_model.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: calls.append(args[0].numel())
+    )
+    try:
+        events, done = run(session, "Link: Ada and Bob")
+    finally:
+        hook.remove()
+    assert [r.inserted_tokens for r in done.retrievals] == [1, 1]
     ids = session.token_ids
-    assert ids[ids.index(tiny_model.query_token_id) + 1] == tiny_model.cont_token_id
+    positions = [i for i, t in enumerate(ids) if t == tiny_model.query_token_id]
+    assert all(ids[p + 1] == tiny_model.cont_token_id for p in positions)
+    # prompt, 2 tokens, [RQ]+<CON>, 2 tokens, [RQ]+<CON>, 3 tokens: the last sampled one waits
+    assert calls.count(2) == 2 and len(calls) == 1 + 2 + 1 + 2 + 1 + 3
+    states = full_forward_states(tiny_model, ids)[positions].numpy()
+    np.testing.assert_allclose(np.stack([r.query.vector for r in done.retrievals]), states, atol=1e-5)
 
 
 def test_streamed_text_equals_final_text_and_stops_at_stop_strings(tiny_model):
