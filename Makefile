@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean default-model eval-data eval bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,19 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .onegen
+
+# The shipped default model (onegen_integrations/default/): data, LoRA training (~45 min on a 2-core CPU), copy.
+SQUAD_DEV := /work/shared/data/squad/dev-v1.1.articles-even.json.gz
+
+default-model: $(STAMP)
+	$(PY) training/configs/default_data.py
+	nice -n 19 $(PY) -m training --config training/configs/smollm2-135m-lora-default.yaml
+	$(PY) training/configs/ship_default.py runs/default/model onegen_integrations/default
+
+# Held-out evaluation data: the SQuAD dev articles (none of them is in the training file).
+eval-data: $(STAMP)
+	$(PY) -m training convert squad $(SQUAD_DEV) data/eval/squad --eval-fraction 0 --negatives 0
+	$(PY) -m training convert dialogue $(SQUAD_DEV) data/eval/dialogue --eval-fraction 0 --negatives 0 --turns 3
+
+eval: eval-data
+	$(VENV)/bin/onegen eval --model default --data data/eval --squad $(SQUAD_DEV) --out runs/eval/results.json

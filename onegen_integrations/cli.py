@@ -4,6 +4,7 @@
     onegen ask "Who founded the Varenne Institute?"
     onegen chat --script questions.txt
     onegen demo
+    onegen eval --model default --data data/eval
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 from transformers.utils import logging as transformers_logging
 
 from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenError
@@ -99,6 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default=DEMO_DB, help=f"database directory (default {DEMO_DB})")
     _add_generation_options(demo)
     demo.set_defaults(run=_demo)
+
+    evaluate = commands.add_parser(
+        "eval", help="Recall@1/@5 and answer EM/F1 on held-out SQuAD: OneGen vs a MiniLM pipeline vs the base"
+    )
+    evaluate.add_argument("--model", default="default", help="the trained OneGen model (default: 'default')")
+    evaluate.add_argument("--base", default="base", help="the untrained generator ('base': the default's base weights)")
+    evaluate.add_argument("--data", type=Path, default=Path("data/eval"), help="converted dev data (make eval-data)")
+    evaluate.add_argument("--squad", type=Path, help="the SQuAD dev JSON, for every accepted answer")
+    evaluate.add_argument("--articles", type=int, default=3, help="held-out articles whose paragraphs are the corpus")
+    evaluate.add_argument("--limit", type=int, default=30, help="single-hop questions (default 30)")
+    evaluate.add_argument("--dialogues", type=int, default=10, help="multi-turn dialogues (default 10)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=16, help="answer tokens per turn (default 16)")
+    evaluate.add_argument("--max-passage-tokens", type=int, default=192, help="inserted passages are cut (default 192)")
+    evaluate.add_argument("--systems", default=",".join(EVAL_SYSTEMS), help=f"comma-separated, of {', '.join(EVAL_SYSTEMS)}")
+    evaluate.add_argument("--out", type=Path, help="JSON file the results are merged into; the table shows all of them")
+    evaluate.set_defaults(run=_eval)
 
     train = commands.add_parser(
         "train",
@@ -190,6 +208,97 @@ def _train(args: argparse.Namespace, model: OneGenModel | None) -> int:
             f"training needs its extra ({error.name} is missing): pip install 'onegen-integrations[train]'"
         ) from error
     return training_main(args.arguments or ["--help"])
+
+
+EVAL_SYSTEMS = ("onegen", "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold")
+
+
+def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    """Score the systems of `evaluation.runner` on held-out SQuAD dev articles; print a table."""
+    from dataclasses import asdict
+
+    from onegen_integrations.default_model import default_model_dir
+    from onegen_integrations.evaluation.datasets import load_eval_set
+    from onegen_integrations.evaluation.runner import (
+        SystemResult, System, Scores, format_table, gold_query, run_system, text_query,
+    )
+
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = sorted(set(systems) - set(EVAL_SYSTEMS))
+    if unknown:
+        raise OneGenError(f"unknown eval systems {', '.join(unknown)}: choose from {', '.join(EVAL_SYSTEMS)}")
+    data = load_eval_set(args.data, articles=args.articles, single=args.limit, dialogues=args.dialogues,
+                         squad_source=args.squad)
+    ids = list(data.docs)
+    texts = [data.docs[i] for i in ids]
+    print(f"eval: {len(data.single)} single-hop questions, {len(data.dialogues)} dialogues "
+          f"({sum(len(c.turns) for c in data.dialogues)} turns), corpus of {len(ids)} paragraphs", flush=True)
+    loaded: dict[str, tuple[OneGenModel, np.ndarray]] = {}
+
+    def generator(which: str) -> tuple[OneGenModel, np.ndarray]:
+        if which not in loaded:
+            if which == "trained":
+                chosen = model or _load_model(args.model)
+            elif args.base == "base":
+                chosen = _load_model_plain(default_model_dir())
+            else:
+                chosen = _load_model_plain(Path(args.base))
+            loaded[which] = (chosen, chosen.embed_documents(texts, batch_size=8))
+        return loaded[which]
+
+    minilm: list[Any] = []
+
+    def minilm_parts() -> tuple[Any, np.ndarray]:
+        if not minilm:
+            from onegen_integrations.evaluation.minilm import MiniLMEncoder
+
+            encoder = MiniLMEncoder()
+            minilm.extend([encoder, encoder.encode(texts)])
+        return minilm[0], minilm[1]
+
+    results: dict[str, dict] = json.loads(args.out.read_text()) if args.out and args.out.is_file() else {}
+    fresh: dict[str, SystemResult] = {}
+    for name in systems:
+        which = "trained" if name.startswith("onegen") else "base"
+        generator_model, doc_vectors = generator(which)
+        if name in ("onegen", "base"):
+            system = System(name, generator_model, doc_vectors, "auto" if name == "onegen" else "always",
+                            description=f"{generator_model.name}, one pass")
+        elif name.endswith("-gold"):
+            system = System(name, generator_model, doc_vectors, "always", gold_query(doc_vectors, ids),
+                            description=f"{generator_model.name}, gold paragraph inserted")
+        else:
+            encoder, minilm_vectors = minilm_parts()
+            system = System(name, generator_model, minilm_vectors, "always",
+                            text_query(encoder.encode, with_history=name == "minilm-history"),
+                            description=f"{generator_model.name} + all-MiniLM-L6-v2")
+        print(f"eval: running {name} ({system.description})", flush=True)
+        # Without history the two MiniLM queries are the same text: single-hop scores are shared.
+        reuse = fresh.get("minilm-raw") if name == "minilm-history" else None
+        result = run_system(system, data, max_new_tokens=args.max_new_tokens,
+                            max_passage_tokens=args.max_passage_tokens, single=reuse is None)
+        if reuse is not None:
+            result.single = reuse.single
+        fresh[name] = result
+        results[name] = asdict(result)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    table = []
+    for name in [n for n in EVAL_SYSTEMS if n in results]:
+        row = dict(results[name])
+        scores = {k: Scores(**row.pop(k)) for k in ("single", "dialogue", "follow_ups")}
+        table.append(SystemResult(**row, **scores))
+    print(format_table(table))
+    return 0
+
+
+def _load_model_plain(path: Path) -> OneGenModel:
+    """A causal LM with OneGen tokens added, untrained (the base of a comparison), quietly."""
+    transformers_logging.disable_progress_bar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedRetrievalWarning)
+        return OneGenModel.load(path, add_tokens=True)
 
 
 def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:

@@ -1,0 +1,182 @@
+"""Run held-out cases through OneGen and through a separate-retriever pipeline, and score them.
+
+Systems (each a `System`: a generator model, a way to retrieve, and a retrieval mode):
+- `onegen`: the trained model in one pass; it decides itself when to emit `[RQ]` (`auto`), and
+  its `[RQ]` hidden state, computed over the whole dialogue in the cache, is the query. A turn in
+  which it never retrieves counts as a retrieval miss.
+- `minilm-raw` / `minilm-history`: the same generator as `base` with `[RQ]` forced at the start of
+  each answer, but passages found by `MiniLMEncoder` (all-MiniLM-L6-v2) from the user's message
+  alone, or from the user messages of the dialogue so far joined with it.
+- `base`: the untrained base model in one pass, `[RQ]` forced (it would never emit it).
+- `*-gold`: the gold paragraph is inserted after a forced `[RQ]`: answer quality alone.
+
+One passage (the best hit) is inserted per retrieval; Recall@k reads the ranking of the first
+retrieval of each turn. Dialogues run turn after turn in one session, so later turns see the
+model's own earlier answers, as in use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onegen_integrations.evaluation.datasets import Conversation, EvalSet, Turn
+from onegen_integrations.evaluation.metrics import exact_match, f1_score, recall_at_k
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.retrieval import Hit, RetrievalQuery
+
+RANK_DEPTH = 5
+
+
+class RankingRetriever:
+    """Brute-force cosine search over a fixed corpus that remembers each ranking it returns.
+
+    `query_vector` (set per turn by the runner) replaces the engine's `[RQ]` vector when the
+    query comes from elsewhere (a separate encoder, or the gold paragraph).
+    """
+
+    def __init__(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray, insert: int = 1) -> None:
+        self.ids, self.texts, self.vectors, self.insert = list(ids), list(texts), vectors, insert
+        self.rankings: list[list[str]] = []
+        self.query_vector: np.ndarray | None = None
+
+    def retrieve(self, query: RetrievalQuery) -> list[Hit]:
+        """The best `insert` hits; the first `RANK_DEPTH` ids are recorded in `rankings`."""
+        vector = query.vector if self.query_vector is None else self.query_vector
+        scores = self.vectors @ vector
+        order = np.argsort(-scores, kind="stable")[: max(RANK_DEPTH, self.insert)]
+        self.rankings.append([self.ids[i] for i in order])
+        return [Hit(id=self.ids[i], text=self.texts[i], score=float(scores[i])) for i in order[: self.insert]]
+
+
+QueryFn = Callable[[Sequence[Turn], Turn], "np.ndarray | None"]
+"""Given the dialogue's earlier turns and the current one, the query vector (None: the `[RQ]` state)."""
+
+
+@dataclass
+class System:
+    """A generator, the corpus vectors it retrieves from, and how queries are made."""
+
+    name: str
+    model: OneGenModel
+    doc_vectors: np.ndarray
+    retrieval: str = "auto"
+    query: QueryFn | None = None
+    description: str = ""
+
+
+@dataclass
+class Scores:
+    """Averages over turns of one kind (single-hop, dialogue, dialogue follow-ups)."""
+
+    turns: int = 0
+    recall_at_1: float = 0.0
+    recall_at_5: float = 0.0
+    exact_match: float = 0.0
+    f1: float = 0.0
+    retrieved: float = 0.0
+    """Share of turns in which the model retrieved at all."""
+
+
+@dataclass
+class SystemResult:
+    """Scores of one system on the single-hop and dialogue cases."""
+
+    name: str
+    description: str
+    single: Scores
+    dialogue: Scores
+    follow_ups: Scores
+    seconds: float
+    examples: list[dict] = field(default_factory=list)
+
+
+def run_system(
+    system: System,
+    data: EvalSet,
+    *,
+    max_new_tokens: int = 16,
+    max_passage_tokens: int = 192,
+    single: bool = True,
+    progress: bool = False,
+) -> SystemResult:
+    """Run every case through `system` and score it (`single=False`: the dialogues only)."""
+    ids = list(data.docs)
+    retriever = RankingRetriever(ids, [data.docs[i] for i in ids], system.doc_vectors)
+    started = time.perf_counter()
+    rows: dict[str, list[dict]] = {"single": [], "dialogue": [], "follow_ups": []}
+    cases = [("single", c) for c in data.single if single] + [("dialogue", c) for c in data.dialogues]
+    for number, (kind, case) in enumerate(cases, 1):
+        session = system.model.session(
+            retriever, retrieval=system.retrieval, k=1, max_new_tokens=max_new_tokens, max_passage_tokens=max_passage_tokens
+        )
+        for index, turn in enumerate(case.turns):
+            retriever.query_vector = system.query(case.turns[:index], turn) if system.query else None
+            before = len(retriever.rankings)
+            done = session.ask(turn.message)
+            ranking = retriever.rankings[before] if len(retriever.rankings) > before else []
+            row = {
+                "case": case.id, "turn": index, "message": turn.message, "gold": list(turn.gold_ids),
+                "ranking": ranking, "answer": done.text, "answers": list(turn.answers),
+                "retrieved": float(bool(ranking)),
+                "recall_at_1": recall_at_k(ranking, turn.gold_ids, 1),
+                "recall_at_5": recall_at_k(ranking, turn.gold_ids, 5),
+                "exact_match": exact_match(done.text, turn.answers),
+                "f1": f1_score(done.text, turn.answers),
+            }
+            rows[kind].append(row)
+            if kind == "dialogue" and index > 0:
+                rows["follow_ups"].append(row)
+        if progress:
+            print(f"  {system.name}: case {number}/{len(cases)}", flush=True)
+    return SystemResult(
+        name=system.name,
+        description=system.description,
+        single=_average(rows["single"]),
+        dialogue=_average(rows["dialogue"]),
+        follow_ups=_average(rows["follow_ups"]),
+        seconds=time.perf_counter() - started,
+        examples=rows["single"] + rows["dialogue"],
+    )
+
+
+def gold_query(doc_vectors: np.ndarray, ids: Sequence[str]) -> QueryFn:
+    """Queries that find the gold paragraph first: its own document vector."""
+    position = {doc_id: i for i, doc_id in enumerate(ids)}
+    return lambda history, turn: doc_vectors[position[turn.gold_ids[0]]]
+
+
+def text_query(encode: Callable[[list[str]], np.ndarray], *, with_history: bool) -> QueryFn:
+    """Queries from a separate text encoder: the user message, or the user messages so far joined."""
+
+    def query(history: Sequence[Turn], turn: Turn) -> np.ndarray:
+        parts = [t.message for t in history] + [turn.message] if with_history else [turn.message]
+        return encode([" ".join(parts)])[0]
+
+    return query
+
+
+def format_table(results: Sequence[SystemResult]) -> str:
+    """A Markdown table: Recall@1/@5 and EM/F1 on single-hop and dialogue turns, % in points."""
+    lines = [
+        "| system | single R@1 | single R@5 | single EM | single F1 | dialogue R@1 | dialogue R@5 "
+        "| follow-up R@1 | dialogue EM | dialogue F1 | retrieved | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        s, d, f = r.single, r.dialogue, r.follow_ups
+        retrieved = (s.retrieved * s.turns + d.retrieved * d.turns) / max(s.turns + d.turns, 1)
+        cells = [s.recall_at_1, s.recall_at_5, s.exact_match, s.f1, d.recall_at_1, d.recall_at_5,
+                 f.recall_at_1, d.exact_match, d.f1, retrieved]
+        lines.append(f"| {r.name} | " + " | ".join(f"{100 * c:.1f}" for c in cells) + f" | {r.seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def _average(rows: list[dict]) -> Scores:
+    if not rows:
+        return Scores()
+    mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("recall_at_1", "recall_at_5", "exact_match", "f1", "retrieved")}
+    return Scores(turns=len(rows), **mean)

@@ -1,0 +1,116 @@
+"""`onegen eval`: metrics computed by hand, held-out cases read from converter output, and the runner on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onegen_integrations.cli import main
+from onegen_integrations.evaluation.datasets import load_eval_set
+from onegen_integrations.evaluation.metrics import exact_match, f1_score, normalize_answer, recall_at_k
+from onegen_integrations.evaluation.runner import System, format_table, gold_query, run_system
+
+DOCS = {
+    "Ada#0": "Ada Lovelace wrote the first published program in 1843.",
+    "Ada#1": "She was the daughter of the poet Lord Byron.",
+    "Bridge#0": "The Selby bridge spans the river Ouse and opened in 1791.",
+    "Other#0": "An article that no case is about.",
+}
+
+
+def _write(directory: Path, records: list[dict]) -> None:
+    directory.mkdir(parents=True)
+    (directory / "docs.jsonl").write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in DOCS.items()))
+    (directory / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _turn(question: str, answer: str, doc: str, original: str | None = None) -> list[dict]:
+    user = {"role": "user", "content": question, **({"original": original} if original else {})}
+    return [user, {"role": "assistant", "content": f"[RQ] {answer}", "retrievals": [{"positives": [doc]}]}]
+
+
+@pytest.fixture
+def eval_dir(tmp_path: Path) -> Path:
+    _write(tmp_path / "squad", [
+        {"id": "q1", "group": "Ada", "messages": _turn("What did Ada Lovelace write?", "the first published program", "Ada#0")},
+        {"id": "q2", "group": "Ada", "messages": _turn("Who was Ada's father?", "Lord Byron", "Ada#1")},
+        {"id": "q3", "group": "Bridge", "messages": _turn("When did the Selby bridge open?", "1791", "Bridge#0")},
+    ])
+    _write(tmp_path / "dialogue", [
+        {"id": "d1", "group": "Ada", "messages": _turn("What did Ada Lovelace write?", "the first published program", "Ada#0")
+         + _turn("Who was her father?", "Lord Byron", "Ada#1", original="Who was Ada Lovelace's father?")},
+        {"id": "d2", "group": "Bridge", "messages": _turn("When did the Selby bridge open?", "1791", "Bridge#0")},
+    ])
+    return tmp_path
+
+
+def test_normalize_answer_drops_case_punctuation_and_articles() -> None:
+    assert normalize_answer("The  Denver Broncos!") == "denver broncos"
+
+
+def test_exact_match_accepts_any_gold_answer() -> None:
+    assert exact_match("the Broncos", ["Denver Broncos", "Broncos"]) == 1.0
+    assert exact_match("Panthers", ["Denver Broncos"]) == 0.0
+
+
+def test_f1_is_token_overlap() -> None:
+    # prediction 3 tokens, gold 2, 2 shared: precision 2/3, recall 1, F1 0.8
+    assert f1_score("Denver Broncos team", ["Denver Broncos"]) == pytest.approx(0.8)
+    assert f1_score("Panthers", ["Denver Broncos"]) == 0.0
+    assert f1_score("x", ["Panthers", "x"]) == 1.0
+
+
+def test_recall_at_k_looks_at_the_first_k() -> None:
+    assert recall_at_k(["a", "b", "c"], ["b"], 1) == 0.0
+    assert recall_at_k(["a", "b", "c"], ["b"], 2) == 1.0
+    assert recall_at_k([], ["b"], 5) == 0.0
+
+
+def test_eval_set_keeps_chosen_articles_round_robin(eval_dir: Path) -> None:
+    data = load_eval_set(eval_dir, articles=2, single=2, dialogues=5)
+    assert [c.id for c in data.single] == ["q1", "q3"]  # one per article before a second from either
+    assert set(data.docs) == {"Ada#0", "Ada#1", "Bridge#0"}  # "Other" has no dialogue: not in the corpus
+    follow_up = data.dialogues[0].turns[1]
+    assert follow_up.message == "Who was her father?" and follow_up.original == "Who was Ada Lovelace's father?"
+
+
+def test_missing_data_names_the_command_to_make_it(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="make eval-data"):
+        load_eval_set(tmp_path)
+
+
+def test_gold_system_retrieves_the_gold_paragraph_first(tiny_model, eval_dir: Path) -> None:
+    data = load_eval_set(eval_dir)
+    ids = list(data.docs)
+    vectors = tiny_model.embed_documents([data.docs[i] for i in ids])
+    result = run_system(System("gold", tiny_model, vectors, "always", gold_query(vectors, ids)), data, max_new_tokens=2)
+    assert result.single.turns == 3 and result.dialogue.turns == 3 and result.follow_ups.turns == 1
+    assert result.single.recall_at_1 == 1.0 and result.dialogue.recall_at_5 == 1.0
+    assert result.single.retrieved == 1.0
+
+
+def test_one_pass_system_scores_every_turn_and_formats_a_table(tiny_model, eval_dir: Path) -> None:
+    data = load_eval_set(eval_dir)
+    vectors = tiny_model.embed_documents(list(data.docs.values()))
+    result = run_system(System("base", tiny_model, vectors, "always"), data, max_new_tokens=2)
+    assert 0.0 <= result.single.recall_at_1 <= result.single.recall_at_5 <= 1.0
+    assert len(result.examples) == 6 and all(len(e["ranking"]) == 3 for e in result.examples)
+    table = format_table([result]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| base |") and table[2].count("|") == table[0].count("|")
+
+
+def test_eval_command_prints_a_table_and_merges_results(tiny_model, eval_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "results.json"
+    args = ["eval", "--data", str(eval_dir), "--max-new-tokens", "2", "--out", str(out)]
+    assert main([*args, "--systems", "onegen-gold"], model=tiny_model) == 0
+    assert main([*args, "--systems", "onegen"], model=tiny_model) == 0
+    printed = capsys.readouterr().out
+    assert "| onegen |" in printed and "| onegen-gold |" in printed
+    assert set(json.loads(out.read_text())) == {"onegen", "onegen-gold"}
+
+
+def test_eval_command_rejects_unknown_systems(tiny_model, eval_dir: Path, capsys) -> None:
+    assert main(["eval", "--data", str(eval_dir), "--systems", "bm25"], model=tiny_model) == 2
+    assert "unknown eval systems bm25" in capsys.readouterr().err

@@ -1,0 +1,165 @@
+"""Training data of the shipped default model (`training/configs/smollm2-135m-lora-default.yaml`).
+
+`python training/configs/default_data.py` writes `data/default/{docs,train,eval}.jsonl` from:
+1. single-hop SQuAD (`python -m training convert squad`, 1 overlap-mined hard negative),
+2. SQuAD-built two-turn dialogues with pronoun follow-ups (`python -m training convert dialogue`),
+3. synthetic three-turn dialogues over fictional entities generated here from templates, in the
+   style of the demo corpus (an organisation, its founder, the founder's home town: "Who founded
+   X?" → "Where was she born?" → "What river runs through that town?"). Names are built from
+   syllables; any name that also occurs in `onegen_integrations/demo/corpus.jsonl` is dropped so
+   no demo entity is ever trained on (that file is read for that check only).
+
+Passages are cut to their first `MAX_WORDS` words so CPU steps stay cheap; records whose answer is
+no longer in the cut passage are dropped (generation must never learn to answer without evidence).
+Source: /work/shared/data/squad/train-v1.1.first11articles.json.gz (SQuAD v1.1, CC BY-SA 4.0,
+Rajpurkar et al. 2016); the derived data stays CC BY-SA 4.0. The evaluation set (dev articles) is
+never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SOURCE = "/work/shared/data/squad/train-v1.1.first11articles.json.gz"
+OUT = Path("data/default")
+MAX_WORDS = 55
+SEED = 0
+COUNTS = {"squad": 400, "dialogue": 150, "synthetic": 150}
+"""Training records of each kind (40 steps of 4 records see 160 of them)."""
+
+
+def _cut(text: str) -> str:
+    words = text.split()
+    return text if len(words) <= MAX_WORDS else " ".join(words[:MAX_WORDS])
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _answers_present(record: dict, docs: dict[str, str]) -> bool:
+    for message in record["messages"][1::2]:
+        answer = message["content"].replace("[RQ]", "").strip()
+        if not all(answer in docs[d] for r in message["retrievals"] for d in r["positives"]):
+            return False
+    return True
+
+
+def _convert(kind: str, *extra: str) -> tuple[dict[str, str], list[dict], list[dict]]:
+    out = OUT / f"squad-{kind}"
+    subprocess.run([sys.executable, "-m", "training", "convert", kind, SOURCE, str(out),
+                    "--eval-fraction", "0.1", "--negatives", "1", "--seed", str(SEED), *extra], check=True)
+    docs = {d["id"]: _cut(d["text"]) for d in _read(out / "docs.jsonl")}
+    train = [r for r in _read(out / "train.jsonl") if _answers_present(r, docs)]
+    held_out = [r for r in _read(out / "eval.jsonl") if _answers_present(r, docs)]
+    return docs, train, held_out
+
+
+# ---- synthetic fictional entities -------------------------------------------------------------
+_ONSETS = "b br c d dr f g gr h k l m n p r s st t tr v w z".split()
+_VOWELS = "a e i o u ai ea ou".split()
+_CODAS = "l n r s th nd rn st ck m".split()
+_FIRST = {"she": "Alba Brida Cosima Delphine Edda Fenna Greta Hedda Ilsa Jorun Katya Lise Maren Nadja "
+                 "Orla Petra Rosalind Sanne Tilde Ulla Vera Wenna Yvette Zora".split(),
+          "he": "Anselm Bruno Casimir Dario Elias Felix Gustav Henrik Ivo Jonas Kasper Lorenz Milan "
+                "Nils Oskar Pavel Quentin Ruben Stefan Teodor Urs Viktor Wim Yannick".split()}
+_TOWN_ENDS = "brook ford mere wick holm by stead haven moor field gate dale".split()
+_ORG_KINDS = [("Institute", "research institute for {field}"), ("Foundation", "charitable foundation for {field}"),
+              ("Museum", "museum of {field}"), ("Society", "learned society for {field}"),
+              ("Laboratory", "laboratory for {field}"), ("Academy", "academy of {field}")]
+_FIELDS = "marine chemistry|glass making|clock making|botany|astronomy|textile design|river engineering|" \
+          "folk music|printing|mineralogy|bee keeping|navigation".split("|")
+_PROFESSIONS = "chemist|engineer|botanist|astronomer|printer|architect|physician|geologist|merchant|composer".split("|")
+_REGIONS = "northern|southern|eastern|western|coastal|upland|lake".split("|")
+_INDUSTRIES = "wool weaving|paper milling|shipbuilding|salt works|brewing|slate quarrying|fishing".split("|")
+
+
+def _word(rng: random.Random, syllables: int) -> str:
+    parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables)]
+    return ("".join(parts) + rng.choice(_CODAS)).capitalize()
+
+
+def _synthetic(rng: random.Random, count: int, banned: set[str]) -> tuple[dict[str, str], list[dict]]:
+    """`count` three-turn dialogues, each over its own organisation, founder and town."""
+    docs: dict[str, str] = {}
+    records: list[dict] = []
+    used: set[str] = set(banned)
+
+    def fresh(make) -> str:
+        while True:
+            name = make()
+            if name.lower() not in used and not any(part.lower() in banned for part in name.split()):
+                used.add(name.lower())
+                return name
+
+    while len(records) < count:
+        pronoun = rng.choice(["she", "he"])
+        person = f"{rng.choice(_FIRST[pronoun])} {fresh(lambda: _word(rng, 2))}"
+        org_kind, org_text = rng.choice(_ORG_KINDS)
+        org = f"{fresh(lambda: _word(rng, rng.choice([1, 2])))} {org_kind}"
+        home = fresh(lambda: _word(rng, 1) + rng.choice(_TOWN_ENDS))
+        seat = fresh(lambda: _word(rng, 1) + rng.choice(_TOWN_ENDS))
+        river = fresh(lambda: _word(rng, 1))
+        field, profession = rng.choice(_FIELDS), rng.choice(_PROFESSIONS)
+        founded, born = rng.randint(1820, 1960), rng.randint(1780, 1920)
+        region, industry = rng.choice(_REGIONS), rng.choice(_INDUSTRIES)
+        staff, population = rng.choice([40, 80, 120, 200, 350]), rng.choice([4000, 9000, 15000, 30000])
+        poss = "her" if pronoun == "she" else "his"
+        org_id, person_id, town_id = (re.sub(r"\W+", "-", x.lower()) + "-syn" for x in (org, person, home))
+        docs[org_id] = (f"The {org} is a {org_text.format(field=field)} in the town of {seat}. It was founded in "
+                        f"{founded} by the {profession} {person}. It employs about {staff} staff.")
+        docs[person_id] = (f"{person} was a {profession}, born in {born} in the town of {home}. {pronoun.capitalize()} "
+                           f"studied {field} and later worked in {seat}. {poss.capitalize()} best known work was a "
+                           f"study of {industry}.")
+        docs[town_id] = (f"{home} is a town in the {region} region. The River {river} runs through {home}, which has "
+                         f"a population of about {population}. Its main industry is {industry}.")
+        first = rng.choice([(f"Who founded the {org}?", person), (f"Who was the founder of the {org}?", person),
+                            (f"Which {profession} founded the {org}?", person)])
+        second = rng.choice([(f"Where was {pronoun} born?", home), (f"In which town was {pronoun} born?", home),
+                             (f"What town was {pronoun} born in?", home)])
+        third = rng.choice([("What river runs through that town?", f"the River {river}"),
+                            ("Which river flows through it?", f"the River {river}"),
+                            ("What is the main industry of that town?", industry),
+                            ("In which region is that town?", f"the {region} region")])
+        turns = [(first, org_id), (second, person_id), (third, town_id)]
+        messages = []
+        for (question, answer), doc_id in turns:
+            messages.append({"role": "user", "content": question})
+            messages.append({"role": "assistant", "content": f"[RQ] {answer}", "retrievals": [{"positives": [doc_id]}]})
+        records.append({"id": f"synthetic-{len(records)}", "group": f"synthetic-{len(records)}", "messages": messages})
+    return docs, records
+
+
+def main() -> None:
+    """Write `data/default/{docs,train,eval}.jsonl`."""
+    rng = random.Random(SEED)
+    OUT.mkdir(parents=True, exist_ok=True)
+    squad_docs, squad_train, squad_eval = _convert("squad")
+    _, dialogue_train, _ = _convert("dialogue", "--turns", "2")
+    demo = Path(__file__).resolve().parents[2] / "onegen_integrations" / "demo" / "corpus.jsonl"
+    banned = {w.lower() for line in demo.read_text().splitlines() if line.strip()
+              for w in re.findall(r"[A-Z][a-z]+", json.loads(line)["title"] + " " + json.loads(line)["text"])}
+    synthetic_docs, synthetic = _synthetic(rng, COUNTS["synthetic"], banned)
+    held_out_groups = {r["group"] for r in squad_eval}
+    dialogue_train = [r for r in dialogue_train if r["group"] not in held_out_groups]
+    rng.shuffle(squad_train)
+    rng.shuffle(dialogue_train)
+    train = squad_train[: COUNTS["squad"]] + dialogue_train[: COUNTS["dialogue"]] + synthetic
+    rng.shuffle(train)
+    docs = {**squad_docs, **synthetic_docs}
+    (OUT / "docs.jsonl").write_text("".join(json.dumps({"id": k, "text": v}, ensure_ascii=False) + "\n" for k, v in docs.items()))
+    (OUT / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in train))
+    rng.shuffle(squad_eval)
+    (OUT / "eval.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in squad_eval))
+    print(json.dumps({"docs": len(docs), "train": len(train), "eval": len(squad_eval),
+                      "squad": min(len(squad_train), COUNTS["squad"]),
+                      "dialogue": min(len(dialogue_train), COUNTS["dialogue"]), "synthetic": len(synthetic)}))
+
+
+if __name__ == "__main__":
+    main()

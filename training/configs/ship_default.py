@@ -1,0 +1,27 @@
+"""Copy a trained LoRA OneGen model into the package as the default, adapter stored in float16.
+
+`python training/configs/ship_default.py runs/default/model onegen_integrations/default`
+(`make default-model` runs it). float16 halves the adapter (about 9 MB); the runtime merges the
+LoRA product in float32 and casts it to the weights' dtype, as for any adapter.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+
+def main(source: str, target: str) -> None:
+    """Replace `target` with `source`, minus peft's README, adapter weights in float16."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    Path(target, "adapter", "README.md").unlink(missing_ok=True)
+    weights = Path(target, "adapter", "adapter_model.safetensors")
+    save_file({k: v.half().contiguous() for k, v in load_file(weights).items()}, weights)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
