@@ -16,15 +16,16 @@ SECOND = "Where was she born?"
 
 
 def count_fed_tokens(model, monkeypatch) -> list[int]:
-    """Wrap `model.forward` so every forward call records how many tokens it fed."""
+    """Wrap `model.forward_states` (every engine forward goes through it) to record how many
+    tokens each call fed."""
     fed: list[int] = []
-    forward = model.forward
+    forward_states = model.forward_states
 
     def counting(token_ids, cache):
         fed.append(len(token_ids))
-        return forward(token_ids, cache)
+        return forward_states(token_ids, cache)
 
-    monkeypatch.setattr(model, "forward", counting)
+    monkeypatch.setattr(model, "forward_states", counting)
     return fed
 
 
