@@ -33,13 +33,13 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .onegen
 
-# The shipped default model (onegen_integrations/default/): data, LoRA training (~45 min on a 2-core CPU), copy.
+# A candidate default model in runs/default/model: data, then LoRA training (~45 min on a 2-core CPU).
+# Ship it only if `onegen eval` says so: python training/configs/ship_default.py runs/default/model onegen_integrations/default
 SQUAD_DEV := /work/shared/data/squad/dev-v1.1.articles-even.json.gz
 
 default-model: $(STAMP)
 	$(PY) training/configs/default_data.py
 	nice -n 19 $(PY) -m training --config training/configs/smollm2-135m-lora-default.yaml
-	$(PY) training/configs/ship_default.py runs/default/model onegen_integrations/default
 
 # Held-out evaluation data: the SQuAD dev articles (none of them is in the training file).
 eval-data: $(STAMP)

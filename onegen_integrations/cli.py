@@ -210,7 +210,7 @@ def _train(args: argparse.Namespace, model: OneGenModel | None) -> int:
     return training_main(args.arguments or ["--help"])
 
 
-EVAL_SYSTEMS = ("onegen", "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold")
+EVAL_SYSTEMS = ("onegen", "onegen-forced", "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold")
 
 
 def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
@@ -261,9 +261,9 @@ def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
     for name in systems:
         which = "trained" if name.startswith("onegen") else "base"
         generator_model, doc_vectors = generator(which)
-        if name in ("onegen", "base"):
+        if name in ("onegen", "onegen-forced", "base"):
             system = System(name, generator_model, doc_vectors, "auto" if name == "onegen" else "always",
-                            description=f"{generator_model.name}, one pass")
+                            description=f"{generator_model.name}, one pass" + ("" if name == "onegen" else ", [RQ] forced"))
         elif name.endswith("-gold"):
             system = System(name, generator_model, doc_vectors, "always", gold_query(doc_vectors, ids),
                             description=f"{generator_model.name}, gold paragraph inserted")

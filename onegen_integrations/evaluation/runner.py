@@ -4,6 +4,8 @@ Systems (each a `System`: a generator model, a way to retrieve, and a retrieval 
 - `onegen`: the trained model in one pass; it decides itself when to emit `[RQ]` (`auto`), and
   its `[RQ]` hidden state, computed over the whole dialogue in the cache, is the query. A turn in
   which it never retrieves counts as a retrieval miss.
+- `onegen-forced`: the trained model with `[RQ]` forced at the start of each answer (its query
+  vectors, whether or not it would have asked).
 - `minilm-raw` / `minilm-history`: the same generator as `base` with `[RQ]` forced at the start of
   each answer, but passages found by `MiniLMEncoder` (all-MiniLM-L6-v2) from the user's message
   alone, or from the user messages of the dialogue so far joined with it.

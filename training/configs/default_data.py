@@ -1,4 +1,4 @@
-"""Training data of the shipped default model (`training/configs/smollm2-135m-lora-default.yaml`).
+"""Training data of the candidate default model (`training/configs/smollm2-135m-lora-default.yaml`).
 
 `python training/configs/default_data.py` writes `data/default/{docs,train,eval}.jsonl` from:
 1. single-hop SQuAD (`python -m training convert squad`, 1 overlap-mined hard negative),
