@@ -35,7 +35,7 @@ clean:
 
 # A candidate default model in runs/default/model: data, then LoRA training (~45 min on a 2-core CPU).
 # Ship it only if `onegen eval` says so: python training/configs/ship_default.py runs/default/model onegen_integrations/default
-SQUAD_DEV := /work/shared/data/squad/dev-v1.1.articles-even.json.gz
+SQUAD_DEV := ../shared/data/squad/dev-v1.1.articles-even.json.gz
 
 default-model: $(STAMP)
 	$(PY) training/configs/default_data.py

@@ -13,10 +13,10 @@ from training.converters.squad import read_squad, single_hop
 from training.data import DataFormatError, load_documents, load_records
 from training.split import split_records
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared beside the checkout
 SQUAD = DATA / "squad/train-v1.1.first11articles.json.gz"
 HOTPOT = DATA / "hotpotqa/hotpot_dev_distractor_first103.json"
-needs_data = pytest.mark.skipif(not SQUAD.exists(), reason="shared data sets not present")
+needs_data = pytest.mark.skipif(not SQUAD.exists(), reason="../shared/data is not beside the checkout")
 
 
 def write(path: Path, rows: list) -> Path:

@@ -11,7 +11,7 @@
 
 Passages are cut to their first `MAX_WORDS` words so CPU steps stay cheap; records whose answer is
 no longer in the cut passage are dropped (generation must never learn to answer without evidence).
-Source: /work/shared/data/squad/train-v1.1.first11articles.json.gz (SQuAD v1.1, CC BY-SA 4.0,
+Source: ../shared/data/squad/train-v1.1.first11articles.json.gz (SQuAD v1.1, CC BY-SA 4.0,
 Rajpurkar et al. 2016); the derived data stays CC BY-SA 4.0. The evaluation set (dev articles) is
 never read here.
 """
@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOURCE = "/work/shared/data/squad/train-v1.1.first11articles.json.gz"
+SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad" / "train-v1.1.first11articles.json.gz"
 OUT = Path("data/default")
 MAX_WORDS = 55
 SEED = 0
