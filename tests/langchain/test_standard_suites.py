@@ -15,14 +15,12 @@ from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests
 from onegen_integrations.langchain import ChatOneGen, OneGenEmbeddings
 
 
-class TestChatOneGenUnit(ChatModelUnitTests):
+class ChatOneGenSetup:
+    """What both chat suites are told about ChatOneGen."""
+
     @property
     def chat_model_class(self) -> type[ChatOneGen]:
         return ChatOneGen
-
-    @property
-    def chat_model_params(self) -> dict[str, Any]:
-        return {"model": "default"}
 
     @property
     def has_tool_calling(self) -> bool:
@@ -33,7 +31,9 @@ class TestChatOneGenUnit(ChatModelUnitTests):
         return False  # structured output needs tool calling or a JSON mode; neither exists
 
 
-class TestEmbeddingsUnit(EmbeddingsUnitTests):
+class EmbeddingsSetup:
+    """What both embeddings suites are told about OneGenEmbeddings."""
+
     @property
     def embeddings_class(self) -> type[OneGenEmbeddings]:
         return OneGenEmbeddings
@@ -43,31 +43,23 @@ class TestEmbeddingsUnit(EmbeddingsUnitTests):
         return {"model": "default"}
 
 
-@pytest.mark.default_model
-class TestChatOneGenIntegration(ChatModelIntegrationTests):
+class TestChatOneGenUnit(ChatOneGenSetup, ChatModelUnitTests):
     @property
-    def chat_model_class(self) -> type[ChatOneGen]:
-        return ChatOneGen
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": "default"}
 
+
+class TestEmbeddingsUnit(EmbeddingsSetup, EmbeddingsUnitTests):
+    pass
+
+
+@pytest.mark.default_model
+class TestChatOneGenIntegration(ChatOneGenSetup, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"model": "default", "max_tokens": 12}
 
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
 
 @pytest.mark.default_model
-class TestEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[OneGenEmbeddings]:
-        return OneGenEmbeddings
-
-    @property
-    def embedding_model_params(self) -> dict[str, Any]:
-        return {"model": "default"}
+class TestEmbeddingsIntegration(EmbeddingsSetup, EmbeddingsIntegrationTests):
+    pass
