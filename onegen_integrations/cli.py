@@ -20,10 +20,10 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 from transformers.utils import logging as transformers_logging
 
 from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenError
+from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from onegen_integrations.session import OneGenSession
@@ -210,18 +210,13 @@ def _train(args: argparse.Namespace, model: OneGenModel | None) -> int:
     return training_main(args.arguments or ["--help"])
 
 
-EVAL_SYSTEMS = ("onegen", "onegen-forced", "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold")
-
-
 def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
     """Score the systems of `evaluation.runner` on held-out SQuAD dev articles; print a table."""
     from dataclasses import asdict
 
     from onegen_integrations.default_model import default_model_dir
     from onegen_integrations.evaluation.datasets import load_eval_set
-    from onegen_integrations.evaluation.runner import (
-        SystemResult, System, Scores, format_table, gold_query, run_system, text_query,
-    )
+    from onegen_integrations.evaluation.runner import evaluate, format_table, results_from_json
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(EVAL_SYSTEMS))
@@ -229,67 +224,26 @@ def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
         raise OneGenError(f"unknown eval systems {', '.join(unknown)}: choose from {', '.join(EVAL_SYSTEMS)}")
     data = load_eval_set(args.data, articles=args.articles, single=args.limit, dialogues=args.dialogues,
                          squad_source=args.squad)
-    ids = list(data.docs)
-    texts = [data.docs[i] for i in ids]
     print(f"eval: {len(data.single)} single-hop questions, {len(data.dialogues)} dialogues "
-          f"({sum(len(c.turns) for c in data.dialogues)} turns), corpus of {len(ids)} paragraphs", flush=True)
-    loaded: dict[str, tuple[OneGenModel, np.ndarray]] = {}
-
-    def generator(which: str) -> tuple[OneGenModel, np.ndarray]:
-        if which not in loaded:
-            if which == "trained":
-                chosen = model or _load_model(args.model)
-            elif args.base == "base":
-                chosen = _load_model_plain(default_model_dir())
-            else:
-                chosen = _load_model_plain(Path(args.base))
-            loaded[which] = (chosen, chosen.embed_documents(texts, batch_size=8))
-        return loaded[which]
-
-    minilm: list[Any] = []
-
-    def minilm_parts() -> tuple[Any, np.ndarray]:
-        if not minilm:
-            from onegen_integrations.evaluation.minilm import MiniLMEncoder
-
-            encoder = MiniLMEncoder()
-            minilm.extend([encoder, encoder.encode(texts)])
-        return minilm[0], minilm[1]
-
+          f"({sum(len(c.turns) for c in data.dialogues)} turns), corpus of {len(data.docs)} paragraphs", flush=True)
     results: dict[str, dict] = json.loads(args.out.read_text()) if args.out and args.out.is_file() else {}
-    fresh: dict[str, SystemResult] = {}
-    for name in systems:
-        which = "trained" if name.startswith("onegen") else "base"
-        generator_model, doc_vectors = generator(which)
-        if name in ("onegen", "onegen-forced", "base"):
-            system = System(name, generator_model, doc_vectors, "auto" if name == "onegen" else "always",
-                            description=f"{generator_model.name}, one pass" + ("" if name == "onegen" else ", [RQ] forced"))
-        elif name.endswith("-gold"):
-            system = System(name, generator_model, doc_vectors, "always", gold_query(doc_vectors, ids),
-                            description=f"{generator_model.name}, gold paragraph inserted")
-        else:
-            encoder, minilm_vectors = minilm_parts()
-            system = System(name, generator_model, minilm_vectors, "always",
-                            text_query(encoder.encode, with_history=name == "minilm-history"),
-                            description=f"{generator_model.name} + all-MiniLM-L6-v2")
-        print(f"eval: running {name} ({system.description})", flush=True)
-        # Without history the two MiniLM queries are the same text: single-hop scores are shared.
-        reuse = fresh.get("minilm-raw") if name == "minilm-history" else None
-        result = run_system(system, data, max_new_tokens=args.max_new_tokens,
-                            max_passage_tokens=args.max_passage_tokens, single=reuse is None)
-        if reuse is not None:
-            result.single = reuse.single
-        fresh[name] = result
+
+    def keep(name: str, result: Any) -> None:
         results[name] = asdict(result)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False))
-    table = []
-    for name in [n for n in EVAL_SYSTEMS if n in results]:
-        row = dict(results[name])
-        scores = {k: Scores(**row.pop(k)) for k in ("single", "dialogue", "follow_ups")}
-        table.append(SystemResult(**row, **scores))
-    print(format_table(table))
+
+    evaluate(
+        data,
+        systems,
+        trained=lambda: model or _load_model(args.model),
+        base=lambda: _load_model_plain(default_model_dir() if args.base == "base" else Path(args.base)),
+        max_new_tokens=args.max_new_tokens,
+        max_passage_tokens=args.max_passage_tokens,
+        on_result=keep,
+    )
+    print(format_table(results_from_json(results)))
     return 0
 
 

@@ -22,15 +22,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from onegen_integrations.evaluation.datasets import Conversation, EvalSet, Turn
+from onegen_integrations.evaluation.datasets import EvalSet, Turn
 from onegen_integrations.evaluation.metrics import exact_match, f1_score, recall_at_k
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 
 RANK_DEPTH = 5
+EVAL_SYSTEMS = ("onegen", "onegen-forced", "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold")
 
 
 class RankingRetriever:
@@ -182,3 +184,70 @@ def _average(rows: list[dict]) -> Scores:
         return Scores()
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("recall_at_1", "recall_at_5", "exact_match", "f1", "retrieved")}
     return Scores(turns=len(rows), **mean)
+
+
+def evaluate(
+    data: EvalSet,
+    systems: Sequence[str],
+    *,
+    trained: Callable[[], OneGenModel],
+    base: Callable[[], OneGenModel],
+    max_new_tokens: int,
+    max_passage_tokens: int,
+    on_result: Callable[[str, SystemResult], None] | None = None,
+) -> dict[str, SystemResult]:
+    """Run the named systems (of `EVAL_SYSTEMS`) on `data`; return their results by name.
+
+    `trained` and `base` load the two generators, each once and only if a system needs it;
+    the corpus is embedded once per generator (and once by MiniLM). `on_result` sees each
+    result as soon as it exists, so a long evaluation can be saved as it goes.
+    """
+    ids = list(data.docs)
+    texts = [data.docs[i] for i in ids]
+    loaders = {"trained": trained, "base": base}
+    generators: dict[str, tuple[OneGenModel, np.ndarray]] = {}
+    minilm: list[Any] = []
+    done: dict[str, SystemResult] = {}
+    for name in systems:
+        which = "trained" if name.startswith("onegen") else "base"
+        if which not in generators:
+            chosen = loaders[which]()
+            generators[which] = (chosen, chosen.embed_documents(texts, batch_size=8))
+        model, doc_vectors = generators[which]
+        if name in ("onegen", "onegen-forced", "base"):
+            forced = name != "onegen"
+            system = System(name, model, doc_vectors, "always" if forced else "auto",
+                            description=f"{model.name}, one pass" + (", [RQ] forced" if forced else ""))
+        elif name.endswith("-gold"):
+            system = System(name, model, doc_vectors, "always", gold_query(doc_vectors, ids),
+                            description=f"{model.name}, gold paragraph inserted")
+        else:
+            if not minilm:
+                from onegen_integrations.evaluation.minilm import MiniLMEncoder
+
+                encoder = MiniLMEncoder()
+                minilm.extend([encoder, encoder.encode(texts)])
+            system = System(name, model, minilm[1], "always",
+                            text_query(minilm[0].encode, with_history=name == "minilm-history"),
+                            description=f"{model.name} + all-MiniLM-L6-v2")
+        print(f"eval: running {name} ({system.description})", flush=True)
+        # Without history the two MiniLM queries are the same text: single-hop scores are shared.
+        reuse = done.get("minilm-raw") if name == "minilm-history" else None
+        result = run_system(system, data, max_new_tokens=max_new_tokens,
+                            max_passage_tokens=max_passage_tokens, single=reuse is None)
+        if reuse is not None:
+            result.single = reuse.single
+        done[name] = result
+        if on_result is not None:
+            on_result(name, result)
+    return done
+
+
+def results_from_json(results: dict[str, dict]) -> list[SystemResult]:
+    """Results saved with `dataclasses.asdict`, back as `SystemResult`s in `EVAL_SYSTEMS` order."""
+    table = []
+    for name in [n for n in EVAL_SYSTEMS if n in results]:
+        row = dict(results[name])
+        scores = {k: Scores(**row.pop(k)) for k in ("single", "dialogue", "follow_ups")}
+        table.append(SystemResult(**row, **scores))
+    return table
