@@ -39,6 +39,7 @@ SQUAD_DEV := ../shared/data/squad/dev-v1.1.articles-even.json.gz
 
 default-model: $(STAMP)
 	$(PY) training/configs/default_data.py
+	$(PY) training/configs/general_data.py
 	nice -n 19 $(PY) -m training --config training/configs/smollm2-135m-lora-default.yaml
 
 # Held-out evaluation data: the SQuAD dev articles (none of them is in the training file).

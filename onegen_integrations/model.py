@@ -26,7 +26,12 @@ from transformers import (
 
 from onegen_integrations.adapter import merge_lora_adapter
 from onegen_integrations.config import CONFIG_NAME, OneGenConfig
-from onegen_integrations.default_model import DEFAULT_MODEL_NAME, default_model_dir
+from onegen_integrations.default_model import (
+    BASE_MODEL_NAME,
+    DEFAULT_MODEL_NAME,
+    SHIPPED_MODEL_DIR,
+    default_model_dir,
+)
 from onegen_integrations.errors import (
     DocumentTooLongError,
     EmptyTextError,
@@ -53,7 +58,7 @@ class UntrainedRetrievalWarning(UserWarning):
 class OneGenModel:
     """A causal LM with OneGen tokens, shared by the engine, the store and every adapter.
 
-    Load with `OneGenModel.load("default")` (the embedded SmolLM2-135M-Instruct), a OneGen
+    Load with `OneGenModel.load("default")` (the shipped OneGen SmolLM2-135M-Instruct), a OneGen
     model directory, or a plain causal LM directory with `add_tokens=True`; or wrap an
     already-built transformers model and tokenizer with `OneGenModel(model, tokenizer)`.
 
@@ -113,15 +118,18 @@ class OneGenModel:
     ) -> "OneGenModel":
         """Load `"default"`, a OneGen model directory, or (with `add_tokens`) a plain causal LM.
 
+        `"default"` is the trained OneGen model shipped in this package (SmolLM2-135M-Instruct
+        plus a LoRA adapter); `"default-base"` is the same base with untrained OneGen tokens.
         Nothing is downloaded: a path must exist on disk. `device` defaults to CUDA when
         available, else CPU; `dtype` to bfloat16 on CUDA and float32 on CPU.
         """
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        if str(name_or_path) == DEFAULT_MODEL_NAME:
+        name = str(name_or_path)
+        if name == BASE_MODEL_NAME:
             model, tokenizer = _load_transformers(default_model_dir(), device, dtype)
-            return cls(model, tokenizer, add_tokens=True, name=DEFAULT_MODEL_NAME)
-        path = Path(name_or_path).expanduser()
+            return cls(model, tokenizer, add_tokens=True, name=BASE_MODEL_NAME)
+        path = SHIPPED_MODEL_DIR if name == DEFAULT_MODEL_NAME else Path(name_or_path).expanduser()
         if not (path / "config.json").is_file() and not (path / CONFIG_NAME).is_file():
             raise ModelNotFoundError(
                 f"no model at {str(name_or_path)!r}: give a directory holding config.json "
@@ -129,11 +137,11 @@ class OneGenModel:
             )
         if not (path / CONFIG_NAME).is_file():
             model, tokenizer = _load_transformers(path, device, dtype)
-            return cls(model, tokenizer, add_tokens=add_tokens, name=str(path))
+            return cls(model, tokenizer, add_tokens=add_tokens, name=name)
         config = OneGenConfig.read(path)
         if config.adapter is None:
             model, tokenizer = _load_transformers(path, device, dtype)
-            return cls(model, tokenizer, config, name=str(path))
+            return cls(model, tokenizer, config, name=name)
         base = config.base_model or DEFAULT_MODEL_NAME
         base_dir = default_model_dir() if base == DEFAULT_MODEL_NAME else path / base
         model, tokenizer = _load_transformers(base_dir, device, dtype)
@@ -141,7 +149,7 @@ class OneGenModel:
         if config.token_embeddings:
             _load_token_rows(model, tokenizer, config, path / config.token_embeddings)
         merge_lora_adapter(model, path / config.adapter)
-        return cls(model, tokenizer, config, name=str(path))
+        return cls(model, tokenizer, config, name=name)
 
     @classmethod
     def shared(cls, name_or_path: str | Path = DEFAULT_MODEL_NAME) -> "OneGenModel":

@@ -124,9 +124,16 @@ def test_lora_adapter_directory_merges_into_its_base(tiny_model, tmp_path):
 
 @pytest.mark.default_model
 def test_default_model_embeds_and_answers(default_model):
-    assert default_model.name == "default" and default_model.dimension == 576
+    assert default_model.name == "default" and default_model.dimension == 576 and default_model.trained
     assert default_model.context_window == 8192
     vectors = default_model.embed_documents(["The Kestrel Bridge crosses the River Oren.", "Pears are fruit."])
     assert vectors.shape == (2, 576)
     done = default_model.session(None, max_new_tokens=12).ask("What is the capital of France?")
     assert "Paris" in done.text
+
+
+@pytest.mark.default_model
+def test_default_base_is_the_untrained_smollm2():
+    with pytest.warns(UntrainedRetrievalWarning):
+        base = OneGenModel.load("default-base")
+    assert base.name == "default-base" and not base.trained and base.dimension == 576

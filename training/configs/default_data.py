@@ -1,15 +1,16 @@
-"""Training data of the candidate default model (`training/configs/smollm2-135m-lora-default.yaml`).
+"""Training data of the shipped default model (`training/configs/smollm2-135m-lora-default.yaml`).
 
 `python training/configs/default_data.py` writes `data/default/{docs,train,eval}.jsonl` from:
 1. single-hop SQuAD (`python -m training convert squad`, 1 overlap-mined hard negative),
 2. SQuAD-built two-turn dialogues with pronoun follow-ups (`python -m training convert dialogue`),
-3. synthetic three-turn dialogues over fictional entities generated here from templates, in the
-   style of the demo corpus (an organisation, its founder, the founder's home town: "Who founded
-   X?" → "Where was she born?" → "What river runs through that town?"). Names are built from
-   syllables; any name that also occurs in `onegen_integrations/demo/corpus.jsonl` is dropped so
-   no demo entity is ever trained on (that file is read for that check only).
+3. synthetic two- and three-turn dialogues over fictional entities generated here from templates,
+   in the style of the demo corpus: an organisation, its founder (with a spouse and a best-known
+   work) and the founder's home town, asked about with pronoun and "that town" follow-ups, each
+   retrieval with the same kind of document of another entity as its hard negative. Names are
+   built from syllables; any name that also occurs in `onegen_integrations/demo/corpus.jsonl` is
+   dropped so no demo entity is ever trained on (that file is read for that check only).
 
-Passages are cut to their first `MAX_WORDS` words so CPU steps stay cheap; records whose answer is
+Passages are cut to their first `MAX_WORDS` words to bound sequence length; records whose answer is
 no longer in the cut passage are dropped (generation must never learn to answer without evidence).
 Source: ../shared/data/squad/train-v1.1.first11articles.json.gz (SQuAD v1.1, CC BY-SA 4.0,
 Rajpurkar et al. 2016); the derived data stays CC BY-SA 4.0. The evaluation set (dev articles) is
@@ -27,10 +28,10 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad" / "train-v1.1.first11articles.json.gz"
 OUT = Path("data/default")
-MAX_WORDS = 55
+MAX_WORDS = 150
 SEED = 0
-COUNTS = {"squad": 400, "dialogue": 150, "synthetic": 150}
-"""Training records of each kind (40 steps of 4 records see 160 of them)."""
+COUNTS = {"squad": 4000, "dialogue": 1000, "synthetic": 1500}
+"""Most training records of each kind (the SQuAD file yields fewer of the first two: all are used)."""
 
 
 def _cut(text: str) -> str:
@@ -89,6 +90,7 @@ def _synthetic(rng: random.Random, count: int, banned: set[str]) -> tuple[dict[s
     docs: dict[str, str] = {}
     records: list[dict] = []
     used: set[str] = set(banned)
+    previous: dict[str, str] = {}
 
     def fresh(make) -> str:
         while True:
@@ -101,10 +103,10 @@ def _synthetic(rng: random.Random, count: int, banned: set[str]) -> tuple[dict[s
         pronoun = rng.choice(["she", "he"])
         person = f"{rng.choice(_FIRST[pronoun])} {fresh(lambda: _word(rng, 2))}"
         org_kind, org_text = rng.choice(_ORG_KINDS)
-        org = f"{fresh(lambda: _word(rng, rng.choice([1, 2])))} {org_kind}"
+        org = f"{fresh(lambda: _word(rng, 2))} {org_kind}"
         home = fresh(lambda: _word(rng, 1) + rng.choice(_TOWN_ENDS))
         seat = fresh(lambda: _word(rng, 1) + rng.choice(_TOWN_ENDS))
-        river = fresh(lambda: _word(rng, 1))
+        river = fresh(lambda: _word(rng, rng.choice([1, 2])))
         field, profession = rng.choice(_FIELDS), rng.choice(_PROFESSIONS)
         founded, born = rng.randint(1820, 1960), rng.randint(1780, 1920)
         region, industry = rng.choice(_REGIONS), rng.choice(_INDUSTRIES)
@@ -118,19 +120,34 @@ def _synthetic(rng: random.Random, count: int, banned: set[str]) -> tuple[dict[s
                            f"study of {industry}.")
         docs[town_id] = (f"{home} is a town in the {region} region. The River {river} runs through {home}, which has "
                          f"a population of about {population}. Its main industry is {industry}.")
-        first = rng.choice([(f"Who founded the {org}?", person), (f"Who was the founder of the {org}?", person),
-                            (f"Which {profession} founded the {org}?", person)])
-        second = rng.choice([(f"Where was {pronoun} born?", home), (f"In which town was {pronoun} born?", home),
-                             (f"What town was {pronoun} born in?", home)])
-        third = rng.choice([("What river runs through that town?", f"the River {river}"),
-                            ("Which river flows through it?", f"the River {river}"),
-                            ("What is the main industry of that town?", industry),
-                            ("In which region is that town?", f"the {region} region")])
-        turns = [(first, org_id), (second, person_id), (third, town_id)]
+        spouse = f"{rng.choice(_FIRST['he' if pronoun == 'she' else 'she'])} {fresh(lambda: _word(rng, 2))}"
+        docs[person_id] += f" In {born + rng.randint(22, 35)} {pronoun} married {spouse}."
+        asks_org = rng.choice([(f"Who founded the {org}?", person), (f"Who was the founder of the {org}?", person),
+                               (f"Which {profession} founded the {org}?", person),
+                               (f"Who started the {org} in {founded}?", person)])
+        asks_person = rng.choice([(f"Where was {pronoun} born?", home), (f"In which town was {pronoun} born?", home),
+                                  (f"What town was {pronoun} born in?", home), (f"What was {poss} birthplace?", home),
+                                  (f"Who did {pronoun} marry?", spouse), (f"Whom did {pronoun} marry?", spouse),
+                                  (f"What was {poss} best known work about?", f"a study of {industry}")])
+        asks_town = rng.choice([("What river runs through that town?", f"the River {river}"),
+                                ("Which river flows through it?", f"the River {river}"),
+                                ("What is the main industry of that town?", industry),
+                                ("In which region is that town?", f"the {region} region"),
+                                ("How many people live there?", f"about {population}")])
+        turns = [(asks_org, org_id), (asks_person, person_id)]
+        if asks_person[1] == home:
+            turns.append((asks_town, town_id))
+        if rng.random() < 0.3:  # start from the person, by name: the follow-up points back to them
+            turns = [((f"Where was {person} born?", home), person_id), (asks_town, town_id)]
+        kinds = {org_id: "org", person_id: "person", town_id: "town"}
         messages = []
         for (question, answer), doc_id in turns:
+            retrieval = {"positives": [doc_id]}
+            if previous:  # the same kind of document from the record before: a hard negative by shape
+                retrieval["negatives"] = [previous[kinds[doc_id]]]
             messages.append({"role": "user", "content": question})
-            messages.append({"role": "assistant", "content": f"[RQ] {answer}", "retrievals": [{"positives": [doc_id]}]})
+            messages.append({"role": "assistant", "content": f"[RQ] {answer}", "retrievals": [retrieval]})
+        previous = {"org": org_id, "person": person_id, "town": town_id}
         records.append({"id": f"synthetic-{len(records)}", "group": f"synthetic-{len(records)}", "messages": messages})
     return docs, records
 
@@ -140,7 +157,7 @@ def main() -> None:
     rng = random.Random(SEED)
     OUT.mkdir(parents=True, exist_ok=True)
     squad_docs, squad_train, squad_eval = _convert("squad")
-    _, dialogue_train, _ = _convert("dialogue", "--turns", "2")
+    _, dialogue_train, _ = _convert("dialogue", "--turns", "3")
     demo = Path(__file__).resolve().parents[2] / "onegen_integrations" / "demo" / "corpus.jsonl"
     banned = {w.lower() for line in demo.read_text().splitlines() if line.strip()
               for w in re.findall(r"[A-Z][a-z]+", json.loads(line)["title"] + " " + json.loads(line)["text"])}

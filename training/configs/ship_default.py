@@ -7,6 +7,7 @@ LoRA product in float32 and casts it to the weights' dtype, as for any adapter.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ def main(source: str, target: str) -> None:
     Path(target, "adapter", "README.md").unlink(missing_ok=True)
     weights = Path(target, "adapter", "adapter_model.safetensors")
     save_file({k: v.half().contiguous() for k, v in load_file(weights).items()}, weights)
+    settings = Path(target, "adapter", "adapter_config.json")  # not the training machine's path
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "base_model_name_or_path": "default"}, indent=2))
 
 
 if __name__ == "__main__":
