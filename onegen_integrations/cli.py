@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from transformers.utils import logging as transformers_logging
 
 from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenError
+from onegen_integrations.evaluation.datasets import EVAL_ARTICLES
 from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
@@ -109,9 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--base", default="base", help="the untrained generator ('base': the default's base weights)")
     evaluate.add_argument("--data", type=Path, default=Path("data/eval"), help="converted dev data (make eval-data)")
     evaluate.add_argument("--squad", type=Path, help="the SQuAD dev JSON, for every accepted answer")
-    evaluate.add_argument("--articles", type=int, default=3, help="held-out articles whose paragraphs are the corpus")
-    evaluate.add_argument("--limit", type=int, default=30, help="single-hop questions (default 30)")
-    evaluate.add_argument("--dialogues", type=int, default=10, help="multi-turn dialogues (default 10)")
+    evaluate.add_argument("--articles", type=int, default=EVAL_ARTICLES,
+                          help=f"held-out articles whose paragraphs are the corpus (default {EVAL_ARTICLES}; the "
+                               "default model trained on the dev articles after these)")
+    evaluate.add_argument("--limit", type=int, default=60, help="single-hop questions (default 60)")
+    evaluate.add_argument("--dialogues", type=int, default=40, help="multi-turn dialogues (default 40)")
     evaluate.add_argument("--max-new-tokens", type=int, default=16, help="answer tokens per turn (default 16)")
     evaluate.add_argument("--max-passage-tokens", type=int, default=192, help="inserted passages are cut (default 192)")
     evaluate.add_argument("--systems", default=",".join(EVAL_SYSTEMS), help=f"comma-separated, of {', '.join(EVAL_SYSTEMS)}")

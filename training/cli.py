@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert.add_argument("--eval-fraction", type=float, default=0.2)
     convert.add_argument("--negatives", type=int, default=3, help="hard negatives per retrieval (SQuAD formats)")
     convert.add_argument("--turns", type=int, default=3, help="turns per dialogue (dialogue format)")
+    convert.add_argument("--rounds", type=int, default=1, help="reshuffled passes over each article (dialogue format)")
     convert.add_argument("--seed", type=int, default=0)
     validate = commands.add_parser("validate", help="check docs.jsonl and a records file")
     validate.add_argument("docs", type=Path)
@@ -79,7 +80,7 @@ def _convert(args: argparse.Namespace) -> int:
         else:
             from training.converters.dialogue import dialogues
 
-            records = dialogues(articles, args.turns, args.negatives, args.seed)
+            records = dialogues(articles, args.turns, args.negatives, args.seed, args.rounds)
     counts = write_dataset(args.out_dir, docs, records, args.eval_fraction, args.seed)
     print(json.dumps({"out_dir": str(args.out_dir), **counts}))
     return 0

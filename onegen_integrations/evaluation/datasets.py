@@ -54,10 +54,19 @@ def article_of(doc_id: str) -> str:
     return doc_id.rsplit("#", 1)[0]
 
 
+EVAL_ARTICLES = 6
+"""Held-out articles the evaluation draws from; the default model's recipe trains on none of them."""
+
+
+def evaluation_articles(dialogue_dir: str | Path, count: int = EVAL_ARTICLES) -> list[str]:
+    """The first `count` articles, in file order, that have converted dialogues in `dialogue_dir`."""
+    return list(dict.fromkeys(_conversation(r, {}).article for r in _records(Path(dialogue_dir))))[:count]
+
+
 def load_eval_set(
     data_dir: str | Path,
     *,
-    articles: int = 6,
+    articles: int = EVAL_ARTICLES,
     single: int = 60,
     dialogues: int = 20,
     squad_source: str | Path | None = None,
@@ -77,7 +86,7 @@ def load_eval_set(
             )
     answers = _all_answers(Path(squad_source)) if squad_source else {}
     dialogue_cases = [_conversation(r, answers) for r in _records(root / "dialogue")]
-    chosen = list(dict.fromkeys(c.article for c in dialogue_cases))[:articles]
+    chosen = evaluation_articles(root / "dialogue", articles)
     single_cases = [c for c in (_conversation(r, answers) for r in _records(root / "squad")) if c.article in chosen]
     docs = {d["id"]: d["text"] for d in _jsonl(root / "squad" / "docs.jsonl") if article_of(d["id"]) in chosen}
     return EvalSet(

@@ -9,7 +9,7 @@ import pytest
 
 from training.converters.dialogue import Reference, dialogues
 from training.converters.hotpot import convert_hotpot
-from training.converters.squad import read_squad, single_hop
+from training.converters.squad import Article, read_squad, single_hop
 from training.data import DataFormatError, load_documents, load_records
 from training.split import split_records
 
@@ -90,6 +90,37 @@ def test_dialogue_follow_ups_refer_to_the_subject_and_keep_the_original() -> Non
     assert reference.rewrite("When did Beyoncé release Lemonade?") == "When did she release Lemonade?"
     assert reference.rewrite("What was Beyonce's first album?") == "What was her first album?"
     assert reference.rewrite("Who managed Beyoncé?") == "Who managed her?"
+
+
+def test_group_subjects_become_they_and_place_qualifiers_are_not_kinds() -> None:
+    normans = Article("Normans", {"Normans#0": "The Normans were a people. The Norman conquest and the Normans."})
+    huguenot = Article("Huguenot", {"Huguenot#0": "Huguenots fled. A Huguenot church. The Huguenots settled. Many Huguenots."})
+    sky = Article("Sky_(United_Kingdom)", {"Sky#0": "Sky is a broadcaster. It launched Sky+ in 2001."})
+    they = Reference.for_article(normans)
+    assert they.rewrite("Where were the Normans located?") == "Where were they located?"
+    assert they.rewrite("The Normans fought whom?") == "They fought whom?"
+    assert they.rewrite("Who was the Normans' main enemy?") == "Who was their main enemy?"
+    group = Reference.for_article(huguenot)
+    assert group.names == ("Huguenots",)
+    assert group.rewrite("How many Huguenot colonists came?") is None
+    assert group.rewrite("Why did Berlin Huguenots switch to German?") is None
+    assert group.rewrite("When Huguenots arrived, who helped them?") == "When they arrived, who helped them?"
+    place = Reference.for_article(sky)
+    assert place.subject == "it" and place.names == ("Sky",)
+    assert place.rewrite("When did Sky launch?") == "When did it launch?"
+    assert place.rewrite("When did BSkyB discontinue the Sky+ Box?") is None
+
+
+@needs_data
+def test_dialogue_rounds_rechain_the_same_questions_in_new_orders() -> None:
+    articles = read_squad(SQUAD)
+    once, twice = dialogues(articles, turns=3), dialogues(articles, turns=3, rounds=2)
+    first_round = [r for r in twice if "-r" not in r.id]
+    assert [r.id for r in first_round] == [r.id for r in once]
+    assert [m.content for r in first_round for m in r.messages] == [m.content for r in once for m in r.messages]
+    assert len(twice) == 2 * len(once) and len({r.id for r in twice}) == len(twice)
+    openers = {r.messages[0].original for r in once}
+    assert any(r.messages[0].original not in openers for r in twice if "-r1" in r.id)
 
 
 @needs_data

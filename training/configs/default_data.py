@@ -1,8 +1,9 @@
 """Training data of the shipped default model (`training/configs/smollm2-135m-lora-default.yaml`).
 
 `python training/configs/default_data.py` writes `data/default/{docs,train,eval}.jsonl` from:
-1. single-hop SQuAD (`python -m training convert squad`, 1 overlap-mined hard negative),
-2. SQuAD-built two-turn dialogues with pronoun follow-ups (`python -m training convert dialogue`),
+1. single-hop SQuAD (`python -m training convert squad`, `NEGATIVES` overlap-mined hard negatives),
+2. SQuAD-built three-turn dialogues with pronoun follow-ups (`python -m training convert dialogue`,
+   `DIALOGUE_ROUNDS` reshuffled passes over each article, so each follow-up recurs after other turns),
 3. synthetic two- and three-turn dialogues over fictional entities generated here from templates,
    in the style of the demo corpus: an organisation, its founder (with a spouse and a best-known
    work) and the founder's home town, asked about with pronoun and "that town" follow-ups, each
@@ -12,9 +13,11 @@
 
 Passages are cut to their first `MAX_WORDS` words to bound sequence length; records whose answer is
 no longer in the cut passage are dropped (generation must never learn to answer without evidence).
-Source: ../shared/data/squad/train-v1.1.first11articles.json.gz (SQuAD v1.1, CC BY-SA 4.0,
-Rajpurkar et al. 2016); the derived data stays CC BY-SA 4.0. The evaluation set (dev articles) is
-never read here.
+Sources (SQuAD v1.1, CC BY-SA 4.0, Rajpurkar et al. 2016; the derived data stays CC BY-SA 4.0):
+the 11 articles of ../shared/data/squad/train-v1.1.first11articles.json.gz (one of them held out
+for Recall@1 during training), and the dev articles of dev-v1.1.articles-even.json.gz except the
+`EVAL_ARTICLES` that `onegen eval` draws from (`evaluation_articles`, the same rule on the same
+conversion), which are dropped before anything is written: no evaluation article is trained on.
 """
 
 from __future__ import annotations
@@ -26,11 +29,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad" / "train-v1.1.first11articles.json.gz"
+from onegen_integrations.evaluation.datasets import article_of, evaluation_articles
+
+SQUAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad"
+SOURCES = {"train": SQUAD / "train-v1.1.first11articles.json.gz", "dev": SQUAD / "dev-v1.1.articles-even.json.gz"}
 OUT = Path("data/default")
 MAX_WORDS = 150
 SEED = 0
-COUNTS = {"squad": 4000, "dialogue": 1000, "synthetic": 1500}
+DIALOGUE_ROUNDS = 3
+NEGATIVES = 2
+"""Overlap-mined hard negatives per retrieval: other paragraphs of the same article."""
+COUNTS = {"squad": 8000, "dialogue": 2000, "synthetic": 1500}
 """Most training records of each kind (the SQuAD file yields fewer of the first two: all are used)."""
 
 
@@ -51,14 +60,31 @@ def _answers_present(record: dict, docs: dict[str, str]) -> bool:
     return True
 
 
-def _convert(kind: str, *extra: str) -> tuple[dict[str, str], list[dict], list[dict]]:
-    out = OUT / f"squad-{kind}"
-    subprocess.run([sys.executable, "-m", "training", "convert", kind, SOURCE, str(out),
-                    "--eval-fraction", "0.1", "--negatives", "1", "--seed", str(SEED), *extra], check=True)
+def _convert(kind: str, source: str, eval_fraction: float, *extra: str) -> tuple[dict[str, str], list[dict], list[dict]]:
+    out = OUT / f"{source}-{kind}"
+    subprocess.run([sys.executable, "-m", "training", "convert", kind, SOURCES[source], str(out),
+                    "--eval-fraction", str(eval_fraction), "--negatives", str(NEGATIVES), "--seed", str(SEED), *extra], check=True)
     docs = {d["id"]: _cut(d["text"]) for d in _read(out / "docs.jsonl")}
     train = [r for r in _read(out / "train.jsonl") if _answers_present(r, docs)]
     held_out = [r for r in _read(out / "eval.jsonl") if _answers_present(r, docs)]
     return docs, train, held_out
+
+
+def _squad_data() -> tuple[dict[str, str], list[dict], list[dict], list[dict]]:
+    """Docs, single-hop and dialogue training records, and held-out single-hop records, from
+    both SQuAD files; the evaluation's dev articles are dropped."""
+    rounds = ("--turns", "3", "--rounds", str(DIALOGUE_ROUNDS))
+    docs, single, held_out = _convert("squad", "train", 0.1)
+    _, dialogue, _ = _convert("dialogue", "train", 0.1, *rounds)
+    held_out_groups = {r["group"] for r in held_out}
+    dialogue = [r for r in dialogue if r["group"] not in held_out_groups]
+    dev_docs, dev_single, _ = _convert("squad", "dev", 0)
+    _, dev_dialogue, _ = _convert("dialogue", "dev", 0, *rounds)
+    evaluated = set(evaluation_articles(OUT / "dev-dialogue"))
+    docs |= {d: t for d, t in dev_docs.items() if article_of(d) not in evaluated}
+    single += [r for r in dev_single if r["group"] not in evaluated]
+    dialogue += [r for r in dev_dialogue if r["group"] not in evaluated]
+    return docs, single, dialogue, held_out
 
 
 # ---- synthetic fictional entities -------------------------------------------------------------
@@ -156,14 +182,11 @@ def main() -> None:
     """Write `data/default/{docs,train,eval}.jsonl`."""
     rng = random.Random(SEED)
     OUT.mkdir(parents=True, exist_ok=True)
-    squad_docs, squad_train, squad_eval = _convert("squad")
-    _, dialogue_train, _ = _convert("dialogue", "--turns", "3")
+    squad_docs, squad_train, dialogue_train, squad_eval = _squad_data()
     demo = Path(__file__).resolve().parents[2] / "onegen_integrations" / "demo" / "corpus.jsonl"
     banned = {w.lower() for line in demo.read_text().splitlines() if line.strip()
               for w in re.findall(r"[A-Z][a-z]+", json.loads(line)["title"] + " " + json.loads(line)["text"])}
     synthetic_docs, synthetic = _synthetic(rng, COUNTS["synthetic"], banned)
-    held_out_groups = {r["group"] for r in squad_eval}
-    dialogue_train = [r for r in dialogue_train if r["group"] not in held_out_groups]
     rng.shuffle(squad_train)
     rng.shuffle(dialogue_train)
     train = squad_train[: COUNTS["squad"]] + dialogue_train[: COUNTS["dialogue"]] + synthetic
