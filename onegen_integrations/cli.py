@@ -264,9 +264,11 @@ def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:
         corpus = stack.enter_context(as_file(demo.joinpath("corpus.jsonl")))
         script = stack.enter_context(as_file(demo.joinpath("conversation.txt")))
         model = model or _load_model("default")
-        store = ChromaDocumentStore(model, path=args.db, collection=DEMO_COLLECTION)
+        # One collection per model: a demo database left by an earlier default model stays valid.
+        collection = f"{DEMO_COLLECTION}-{model.fingerprint}"
+        store = ChromaDocumentStore(model, path=args.db, collection=collection)
         store.add(*_chunks(list(_read_documents(corpus)), TextSplitter(model)))
-        print(f"demo corpus: {store.count()} documents in {args.db} (collection {DEMO_COLLECTION!r})")
+        print(f"demo corpus: {store.count()} documents in {args.db} (collection {collection!r})")
         with script.open(encoding="utf-8") as lines:
             _scripted_chat(_session(model, store, args), lines)
     return 0

@@ -15,6 +15,7 @@ import pytest
 from onegen_integrations.cli import main
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.store import ChromaDocumentStore, content_id
+from tests.conftest import make_tiny_model
 
 USAGE_LINE = re.compile(
     r"^\[\d+ tokens, \d+ retrievals?, \d+\.\d s, \d+\.\d tokens/s; .*cached (\d+); finish: \w+\]$", re.M
@@ -215,6 +216,9 @@ def test_demo_indexes_the_bundled_corpus_and_runs_its_conversation(
     assert f"demo corpus: {corpus_size} documents" in out
     assert re.findall(r"^you> (.*)$", out, re.M) == messages
     assert len(RETRIEVAL_LINE.findall(err)) == len(messages)
+    # A new default model (another fingerprint) runs the demo on the same database.
+    assert main(["demo", "--db", str(tmp_path / "demo-db"), "--max-new-tokens", "2"], model=make_tiny_model(seed=1)) == 0
+    assert f"demo corpus: {corpus_size} documents" in capsys.readouterr().out
 
 
 @pytest.mark.default_model

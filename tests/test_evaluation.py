@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from onegen_integrations.cli import main
 from onegen_integrations.evaluation.datasets import load_eval_set
@@ -91,6 +93,17 @@ def test_gold_system_retrieves_the_gold_paragraph_first(tiny_model, eval_dir: Pa
     assert result.single.retrieved == 1.0
 
 
+def test_prompted_system_ranks_with_its_own_query_and_answers_without_onegen_tokens(tiny_model, eval_dir: Path) -> None:
+    data = load_eval_set(eval_dir)
+    ids = list(data.docs)
+    vectors = tiny_model.embed_documents([data.docs[i] for i in ids])
+    system = System("base-gold", tiny_model, vectors, "never", gold_query(vectors, ids), prompted=True)
+    result = run_system(system, data, max_new_tokens=3, max_passage_tokens=4)
+    assert result.single.recall_at_1 == 1.0 and result.follow_ups.recall_at_1 == 1.0
+    assert all(e["ranking"][0] == e["gold"][0] for e in result.examples)
+    assert not any("[RQ]" in e["answer"] or "<paragraph>" in e["answer"] for e in result.examples)
+
+
 def test_one_pass_system_scores_every_turn_and_formats_a_table(tiny_model, eval_dir: Path) -> None:
     data = load_eval_set(eval_dir)
     vectors = tiny_model.embed_documents(list(data.docs.values()))
@@ -99,6 +112,19 @@ def test_one_pass_system_scores_every_turn_and_formats_a_table(tiny_model, eval_
     assert len(result.examples) == 6 and all(len(e["ranking"]) == 3 for e in result.examples)
     table = format_table([result]).splitlines()
     assert len(table) == 3 and table[2].startswith("| base |") and table[2].count("|") == table[0].count("|")
+
+
+def test_needless_retrievals_are_counted_only_where_the_model_decides(tiny_model, eval_dir: Path) -> None:
+    data = dataclasses.replace(load_eval_set(eval_dir), chat=("Hi", "Thanks", "Bye"))
+    vectors = tiny_model.embed_documents(list(data.docs.values()))
+    forced = run_system(System("forced", tiny_model, vectors, "always"), data, max_new_tokens=2)
+    assert forced.needless_retrievals is None and "| - |" in format_table([forced])
+    head = tiny_model.hf_model.get_output_embeddings()  # a model that always asks: a huge bias on [RQ]
+    head.bias = torch.nn.Parameter(torch.zeros(head.out_features))
+    with torch.no_grad():
+        head.bias[tiny_model.query_token_id] = 1e4
+    auto = run_system(System("auto", tiny_model, vectors, "auto"), data, max_new_tokens=2)
+    assert auto.needless_retrievals == 1.0 and len(auto.examples) == 6
 
 
 def test_eval_command_prints_a_table_and_merges_results(tiny_model, eval_dir: Path, tmp_path: Path, capsys) -> None:

@@ -39,6 +39,23 @@ class Conversation:
     turns: tuple[Turn, ...]
 
 
+CHAT_REQUESTS = (
+    "Hey, what's up?", "Thanks a lot, bye!", "Can you write two lines about a winter morning?",
+    "Turn this into a polite email: send me the invoice now",
+    "Give me a cheerful sentence to start a Monday.",
+    "Summarise in five words: the bus was late so I walked to work in the rain.",
+    "What rhymes with 'light'?", "Suggest three names for a pet goldfish.",
+    "Make this shorter: I am writing to let you know that I will not be able to attend the meeting.",
+    "How should I begin a birthday toast for my sister?", "Tell me something that makes people smile.",
+    "Write a short thank-you note to a teacher.", "What is 12 times 7?", "Count from one to five.",
+    "Help me plan a relaxing Sunday.", "Fix the grammar: she dont like apples",
+    "Describe the colour blue in one sentence.", "Good evening! How are you today?",
+    "Say something kind about rainy days.", "Give me a two-word name for a coffee shop.",
+)
+"""Requests that need no document, written for the evaluation (none is a training prompt): a
+model that emits `[RQ]` for them retrieves needlessly."""
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """Single-hop and dialogue cases and the corpus they are retrieved from."""
@@ -47,6 +64,8 @@ class EvalSet:
     dialogues: list[Conversation]
     docs: dict[str, str]
     """Every paragraph of the chosen articles, by id (`"Title#n"`)."""
+    chat: tuple[str, ...] = CHAT_REQUESTS
+    """No-retrieval requests (`onegen` counts the ones it retrieves for)."""
 
 
 def article_of(doc_id: str) -> str:

@@ -6,15 +6,20 @@ Systems (each a `System`: a generator model, a way to retrieve, and a retrieval 
   which it never retrieves counts as a retrieval miss.
 - `onegen-forced`: the trained model with `[RQ]` forced at the start of each answer (its query
   vectors, whether or not it would have asked).
-- `minilm-raw` / `minilm-history`: the same generator as `base` with `[RQ]` forced at the start of
-  each answer, but passages found by `MiniLMEncoder` (all-MiniLM-L6-v2) from the user's message
-  alone, or from the user messages of the dialogue so far joined with it.
-- `base`: the untrained base model in one pass, `[RQ]` forced (it would never emit it).
-- `*-gold`: the gold paragraph is inserted after a forced `[RQ]`: answer quality alone.
+- `minilm-raw` / `minilm-history`: the pipeline a framework user builds from the base model: a
+  separate retriever, `MiniLMEncoder` (all-MiniLM-L6-v2), embeds the user's message alone, or the
+  user messages of the dialogue so far joined with it, and its best passage goes into the user
+  message as context (`CONTEXT_PROMPT`); the base answers as an ordinary chat model, with no
+  OneGen tokens (it was never trained on them).
+- `base`: the untrained base model in one pass, `[RQ]` forced (it would never emit it): the
+  retrieval the OneGen tokens give before training.
+- `onegen-gold`: the trained model with the gold paragraph inserted after a forced `[RQ]`;
+  `base-gold`: the base model with the gold paragraph as context, prompted as the MiniLM
+  pipeline. Together: answer quality alone, trained against base.
 
-One passage (the best hit) is inserted per retrieval; Recall@k reads the ranking of the first
-retrieval of each turn. Dialogues run turn after turn in one session, so later turns see the
-model's own earlier answers, as in use.
+One passage (the best hit) is used per turn; Recall@k reads the ranking of the first retrieval of
+each turn. Dialogues run turn after turn in one session, so later turns see the model's own
+earlier answers (and, prompted, the earlier contexts), as in use.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from onegen_integrations.retrieval import Hit, RetrievalQuery
 
 RANK_DEPTH = 5
 EVAL_SYSTEMS = ("onegen", "onegen-forced", "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold")
+CONTEXT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly, using the context given with each question."
+CONTEXT_PROMPT = "Context:\n{passage}\n\nUsing the context above, answer briefly.\nQuestion: {question}"
+"""The user message of a prompted pipeline turn (`System.prompted`)."""
 
 
 class RankingRetriever:
@@ -49,7 +57,10 @@ class RankingRetriever:
 
     def retrieve(self, query: RetrievalQuery) -> list[Hit]:
         """The best `insert` hits; the first `RANK_DEPTH` ids are recorded in `rankings`."""
-        vector = query.vector if self.query_vector is None else self.query_vector
+        return self.rank(query.vector if self.query_vector is None else self.query_vector)
+
+    def rank(self, vector: np.ndarray) -> list[Hit]:
+        """`retrieve` for a query vector from elsewhere."""
         scores = self.vectors @ vector
         order = np.argsort(-scores, kind="stable")[: max(RANK_DEPTH, self.insert)]
         self.rankings.append([self.ids[i] for i in order])
@@ -70,6 +81,8 @@ class System:
     retrieval: str = "auto"
     query: QueryFn | None = None
     description: str = ""
+    prompted: bool = False
+    """The hit goes into the user message as context (`CONTEXT_PROMPT`) instead of after `[RQ]`."""
 
 
 @dataclass
@@ -96,6 +109,8 @@ class SystemResult:
     follow_ups: Scores
     seconds: float
     examples: list[dict] = field(default_factory=list)
+    needless_retrievals: float | None = None
+    """Share of `EvalSet.chat` requests the model emitted `[RQ]` for (`auto` systems only)."""
 
 
 def run_system(
@@ -114,13 +129,20 @@ def run_system(
     rows: dict[str, list[dict]] = {"single": [], "dialogue": [], "follow_ups": []}
     cases = [("single", c) for c in data.single if single] + [("dialogue", c) for c in data.dialogues]
     for number, (kind, case) in enumerate(cases, 1):
-        session = system.model.session(
-            retriever, retrieval=system.retrieval, k=1, max_new_tokens=max_new_tokens, max_passage_tokens=max_passage_tokens
-        )
+        if system.prompted:
+            session = system.model.session(None, max_new_tokens=max_new_tokens, system_prompt=CONTEXT_SYSTEM_PROMPT)
+        else:
+            session = system.model.session(
+                retriever, retrieval=system.retrieval, k=1, max_new_tokens=max_new_tokens, max_passage_tokens=max_passage_tokens
+            )
         for index, turn in enumerate(case.turns):
             retriever.query_vector = system.query(case.turns[:index], turn) if system.query else None
             before = len(retriever.rankings)
-            done = session.ask(turn.message)
+            if system.prompted:
+                passage = _cut(system.model, retriever.rank(retriever.query_vector)[0].text, max_passage_tokens)
+                done = session.ask(CONTEXT_PROMPT.format(passage=passage, question=turn.message))
+            else:
+                done = session.ask(turn.message)
             ranking = retriever.rankings[before] if len(retriever.rankings) > before else []
             row = {
                 "case": case.id, "turn": index, "message": turn.message, "gold": list(turn.gold_ids),
@@ -136,6 +158,7 @@ def run_system(
                 rows["follow_ups"].append(row)
         if progress:
             print(f"  {system.name}: case {number}/{len(cases)}", flush=True)
+    needless = _needless_retrievals(system, data.chat, retriever, max_new_tokens) if system.retrieval == "auto" else None
     return SystemResult(
         name=system.name,
         description=system.description,
@@ -144,7 +167,18 @@ def run_system(
         follow_ups=_average(rows["follow_ups"]),
         seconds=time.perf_counter() - started,
         examples=rows["single"] + rows["dialogue"],
+        needless_retrievals=needless,
     )
+
+
+def _needless_retrievals(system: System, requests: Sequence[str], retriever: RankingRetriever, max_new_tokens: int) -> float:
+    """Share of `requests` (each in a new session) in which the model emitted `[RQ]`."""
+    retrieved = 0
+    for request in requests:
+        before = len(retriever.rankings)
+        system.model.session(retriever, retrieval="auto", k=1, max_new_tokens=max_new_tokens).ask(request)
+        retrieved += len(retriever.rankings) > before
+    return retrieved / max(len(requests), 1)
 
 
 def gold_query(doc_vectors: np.ndarray, ids: Sequence[str]) -> QueryFn:
@@ -164,19 +198,26 @@ def text_query(encode: Callable[[list[str]], np.ndarray], *, with_history: bool)
 
 
 def format_table(results: Sequence[SystemResult]) -> str:
-    """A Markdown table: Recall@1/@5 and EM/F1 on single-hop and dialogue turns, % in points."""
+    """A Markdown table: Recall@1/@5 and EM/F1 on single-hop and dialogue turns, % in points
+    ("needless [RQ]": no-retrieval requests retrieved for; "-" where not measured)."""
     lines = [
         "| system | single R@1 | single R@5 | single EM | single F1 | dialogue R@1 | dialogue R@5 "
-        "| follow-up R@1 | dialogue EM | dialogue F1 | retrieved | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| follow-up R@1 | follow-up R@5 | dialogue EM | dialogue F1 | retrieved | needless [RQ] | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s, d, f = r.single, r.dialogue, r.follow_ups
         retrieved = (s.retrieved * s.turns + d.retrieved * d.turns) / max(s.turns + d.turns, 1)
         cells = [s.recall_at_1, s.recall_at_5, s.exact_match, s.f1, d.recall_at_1, d.recall_at_5,
-                 f.recall_at_1, d.exact_match, d.f1, retrieved]
-        lines.append(f"| {r.name} | " + " | ".join(f"{100 * c:.1f}" for c in cells) + f" | {r.seconds:.0f} |")
+                 f.recall_at_1, f.recall_at_5, d.exact_match, d.f1, retrieved, r.needless_retrievals]
+        shown = ["-" if c is None else f"{100 * c:.1f}" for c in cells]
+        lines.append(f"| {r.name} | " + " | ".join(shown) + f" | {r.seconds:.0f} |")
     return "\n".join(lines)
+
+
+def _cut(model: OneGenModel, text: str, max_tokens: int) -> str:
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= max_tokens else model.tokenizer.decode(ids[:max_tokens])
 
 
 def _average(rows: list[dict]) -> Scores:
@@ -218,18 +259,21 @@ def evaluate(
             forced = name != "onegen"
             system = System(name, model, doc_vectors, "always" if forced else "auto",
                             description=f"{model.name}, one pass" + (", [RQ] forced" if forced else ""))
-        elif name.endswith("-gold"):
+        elif name == "onegen-gold":
             system = System(name, model, doc_vectors, "always", gold_query(doc_vectors, ids),
                             description=f"{model.name}, gold paragraph inserted")
+        elif name == "base-gold":
+            system = System(name, model, doc_vectors, "never", gold_query(doc_vectors, ids),
+                            description=f"{model.name}, gold paragraph as context", prompted=True)
         else:
             if not minilm:
                 from onegen_integrations.evaluation.minilm import MiniLMEncoder
 
                 encoder = MiniLMEncoder()
                 minilm.extend([encoder, encoder.encode(texts)])
-            system = System(name, model, minilm[1], "always",
+            system = System(name, model, minilm[1], "never",
                             text_query(minilm[0].encode, with_history=name == "minilm-history"),
-                            description=f"{model.name} + all-MiniLM-L6-v2")
+                            description=f"{model.name} + all-MiniLM-L6-v2, passage as context", prompted=True)
         print(f"eval: running {name} ({system.description})", flush=True)
         # Without history the two MiniLM queries are the same text: single-hop scores are shared.
         reuse = done.get("minilm-raw") if name == "minilm-history" else None
