@@ -19,7 +19,7 @@ from onegen_integrations.errors import (
     ModelNotOneGenError,
 )
 from onegen_integrations.model import TOKEN_ROWS_FILE, OneGenModel, UntrainedRetrievalWarning
-from tests.conftest import make_tiny_model
+from tests.conftest import ListRetriever, make_tiny_model
 
 TEXTS = ["Ada was born in Paris.", "Bob", "Cleo built a bridge in 1901 over the wide river.", "Dan."]
 
@@ -126,10 +126,14 @@ def test_lora_adapter_directory_merges_into_its_base(tiny_model, tmp_path):
 def test_default_model_embeds_and_answers(default_model):
     assert default_model.name == "default" and default_model.dimension == 576 and default_model.trained
     assert default_model.context_window == 8192
-    vectors = default_model.embed_documents(["The Kestrel Bridge crosses the River Oren.", "Pears are fruit."])
-    assert vectors.shape == (2, 576)
-    done = default_model.session(None, max_new_tokens=12).ask("What is the capital of France?")
-    assert "Paris" in done.text
+    facts = ["The Kestrel Bridge crosses the River Oren.", "Pears are fruit.", "Paris is the capital of France."]
+    retriever = ListRetriever(default_model, facts)
+    assert retriever.vectors.shape == (3, 576)
+    done = default_model.session(retriever, max_new_tokens=12).ask("What is the capital of France?")
+    assert "Paris" in done.text and [h.text for h in done.retrievals[0].hits] == [facts[2]]
+    # Without a retriever it still chats (short factual questions are where it would rather retrieve).
+    done = default_model.session(None, max_new_tokens=12).ask("Hello!")
+    assert done.finish_reason == "eos" and "help" in done.text
 
 
 @pytest.mark.default_model
