@@ -14,8 +14,8 @@
 Passages are cut to their first `MAX_WORDS` words to bound sequence length; records whose answer is
 no longer in the cut passage are dropped (generation must never learn to answer without evidence).
 Sources (SQuAD v1.1, CC BY-SA 4.0, Rajpurkar et al. 2016; the derived data stays CC BY-SA 4.0):
-the 11 articles of ../shared/data/squad/train-v1.1.first11articles.json.gz (one of them held out
-for Recall@1 during training), and the dev articles of dev-v1.1.articles-even.json.gz except the
+the 11 articles of ../shared/data/squad/train-v1.1.first11articles.json.gz (whole articles, two of them,
+held out for Recall@1 during training), and the dev articles of dev-v1.1.articles-even.json.gz except the
 `EVAL_ARTICLES` that `onegen eval` draws from (`evaluation_articles`, the same rule on the same
 conversion), which are dropped before anything is written: no evaluation article is trained on.
 """
