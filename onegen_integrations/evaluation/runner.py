@@ -138,11 +138,11 @@ def run_system(
         for index, turn in enumerate(case.turns):
             retriever.query_vector = system.query(case.turns[:index], turn) if system.query else None
             before = len(retriever.rankings)
+            message = turn.message
             if system.prompted:
                 passage = _cut(system.model, retriever.rank(retriever.query_vector)[0].text, max_passage_tokens)
-                done = session.ask(CONTEXT_PROMPT.format(passage=passage, question=turn.message))
-            else:
-                done = session.ask(turn.message)
+                message = CONTEXT_PROMPT.format(passage=passage, question=turn.message)
+            done = session.ask(message)
             ranking = retriever.rankings[before] if len(retriever.rankings) > before else []
             row = {
                 "case": case.id, "turn": index, "message": turn.message, "gold": list(turn.gold_ids),
@@ -216,7 +216,7 @@ def format_table(results: Sequence[SystemResult]) -> str:
 
 
 def _cut(model: OneGenModel, text: str, max_tokens: int) -> str:
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = model.tokenize(text)
     return text if len(ids) <= max_tokens else model.tokenizer.decode(ids[:max_tokens])
 
 

@@ -11,8 +11,9 @@ Construction, per article:
    "she"/"he" when the title looks like a name and the article uses that pronoun more than
    "it"; else "it". "Beyoncé's" becomes "her"; at the start, after an auxiliary ("did
    Beyoncé sing") or a clause opener ("when Beyoncé was") the subject form is used, after any
-   other word the object form ("voiced by her"). Questions where the name follows a determiner ("an iPod product") or is part of a
-   longer name ("Berlin Huguenots", "iPod Touch", "Sky+") are left out of follow-ups.
+   other word the object form ("voiced by her"). Questions where the name follows a determiner
+   ("an iPod product") or is part of a longer name ("Berlin Huguenots", "iPod Touch", "Sky+")
+   are left out of follow-ups.
    The rules are heuristics: a few follow-ups read awkwardly ("the current it ..." is
    avoided, "cities in it set records" is not); `original` keeps the real question.
 3. Questions that name the subject are shuffled (fixed seed) and chained, `turns` at a time,
@@ -69,17 +70,18 @@ class Reference:
         if len(words) == 2 and words[1][:1].isupper():
             names.add(words[1])
         looks_like_a_name = len(words) <= 3 and all(w[:1].isupper() and w.isalpha() for w in words)
+        spellings = _longest_first(names | {fold(n) for n in names})
         if kind and kind.group(1).split()[-1].islower():  # "(2015 film)", not "(United Kingdom)"
             noun = f"the {kind.group(1).split()[-1]}"
-            return cls(_longest_first(names | {fold(n) for n in names}), noun, noun, f"{noun}'s")
+            return cls(spellings, noun, noun, f"{noun}'s")
         if words[-1].islower():
             noun = f"the {words[-1]}"
-            return cls(_longest_first(names | {fold(n) for n in names}), noun, noun, f"{noun}'s")
+            return cls(spellings, noun, noun, f"{noun}'s")
         group = _group_name(base, article) if len(words) == 1 else None
         if group:  # "Normans", "Huguenots": the singular is a modifier ("Huguenot colonists"), left alone
-            return cls((group, fold(group)) if fold(group) != group else (group,), *_PRONOUNS["they"])
+            return cls(_longest_first({group, fold(group)}), *_PRONOUNS["they"])
         pronoun = _dominant_pronoun(article) if looks_like_a_name else "it"
-        return cls(_longest_first(names | {fold(n) for n in names}), *_PRONOUNS[pronoun])
+        return cls(spellings, *_PRONOUNS[pronoun])
 
     def rewrite(self, question: str) -> str | None:
         """`question` with the subject replaced by the reference, or None when it is not named
