@@ -55,6 +55,8 @@ class OneGenCollator:
             encoder, for `OneGenModel.embed_query`), with the turn's first retrieval as target.
         in_batch_negatives: every document of the batch that is not a query's positive is one
             of its negatives (besides its hard negatives).
+        hard_negatives: use at most the first N hard negatives of each retrieval (the miners
+            rank them hardest first); none: all of them.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class OneGenCollator:
         max_doc_tokens: int = 256,
         standalone_queries: bool = True,
         in_batch_negatives: bool = True,
+        hard_negatives: int | None = None,
     ) -> None:
         self.format = ChatFormat(tokenizer, config.system_prompt)
         self.config = config
@@ -73,6 +76,7 @@ class OneGenCollator:
         self.max_doc_tokens = max_doc_tokens
         self.standalone_queries = standalone_queries
         self.in_batch_negatives = in_batch_negatives
+        self.hard_negatives = hard_negatives
         self.query_id = tokenizer.convert_tokens_to_ids(config.tokens.query)
         self.eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
@@ -100,7 +104,7 @@ class OneGenCollator:
                 if index == len(segments) - 1:
                     break
                 retrieval = answer.retrievals[index]
-                queries.append(Query(retrieval.positives, retrieval.negatives, position=len(ids)))
+                queries.append(Query(retrieval.positives, self._hard(retrieval.negatives), position=len(ids)))
                 add([self.query_id], learn=True)
                 for doc_id in retrieval.positives:
                     passage = self.config.passage_template.replace("{text}", self.docs[doc_id])
@@ -111,9 +115,12 @@ class OneGenCollator:
                 text = getattr(user, "original", None) or user.content
                 first = answer.retrievals[0]
                 row = fmt.tokenize(self.config.query_template.replace("{text}", text))
-                queries.append(Query(first.positives, first.negatives, tokens=row))
+                queries.append(Query(first.positives, self._hard(first.negatives), tokens=row))
             history += [{"role": "user", "content": user.content}, {"role": "assistant", "content": answer.content}]
         return Example(ids, labels, queries)
+
+    def _hard(self, negatives: list[str]) -> list[str]:
+        return negatives if self.hard_negatives is None else negatives[: self.hard_negatives]
 
     def document_tokens(self, doc_id: str) -> list[int]:
         """Token ids of a document row `"{text}[RD]"`, cut to `max_doc_tokens` before the suffix."""

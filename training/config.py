@@ -23,6 +23,10 @@ class LoraSettings(BaseModel):
     """Module names to adapt; `all-linear` is every linear layer but the output head."""
     rslora: bool = False
     """Rank-stabilised scaling `alpha / sqrt(r)`."""
+    layers: int | None = Field(default=None, ge=1)
+    """Adapt only the last N decoder layers (none: all). The layers below then run without
+    gradients and the OneGen input rows get no gradient (their output-head rows still train),
+    so the backward pass stops at the lowest adapted layer: the CPU-sized recipe."""
 
 
 class TrainConfig(BaseModel):
@@ -65,6 +69,9 @@ class TrainConfig(BaseModel):
     """Also train `"{question}[RQ]"` rows so `OneGenModel.embed_query` retrieves."""
     in_batch_negatives: bool = True
     """Use the other documents of a micro-batch as negatives too."""
+    hard_negatives: int | None = Field(default=None, ge=0)
+    """Use at most the first (hardest) N hard negatives of each retrieval (none: all). Every
+    document row costs a forward and backward pass, so this is the main knob on step time."""
 
     # objective
     lambda_gen: float = 1.0

@@ -50,7 +50,8 @@ def build_model(config: TrainConfig) -> TrainableModel:
     """Load the base, add the OneGen tokens (`add_onegen_tokens`), then set up LoRA or full training.
 
     Under LoRA only the adapter and the OneGen token rows (a delta on the frozen embedding)
-    train; the rest of the embedding and the head stay frozen.
+    train; the rest of the embedding and the head stay frozen. With `lora.layers` the adapter
+    covers only the last layers and the input rows stay as initialised (see `wrap_token_rows`).
     """
     path = base_model_dir(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -68,21 +69,30 @@ def build_model(config: TrainConfig) -> TrainableModel:
     from peft import LoraConfig, get_peft_model
 
     lora = config.lora
+    depth = lm.config.num_hidden_layers
+    if lora.layers is not None and lora.layers > depth:
+        raise ValueError(f"lora.layers is {lora.layers} but the model has {depth} layers: give at most {depth}")
     peft_config = LoraConfig(
+        layers_to_transform=None if lora.layers is None else list(range(depth - lora.layers, depth)),
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
+        target_modules=_linear_names(lm) if lora.target_modules == "all-linear" and lora.layers else lora.target_modules,
         use_rslora=lora.rslora,
         bias="none",
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(lm, peft_config)
     inner = peft_model.get_base_model()
-    deltas = wrap_token_rows(inner, tokenizer.convert_tokens_to_ids(onegen.tokens.all()))
-    for delta in deltas:
-        delta.requires_grad_(True)
+    wrap_token_rows(inner, tokenizer.convert_tokens_to_ids(onegen.tokens.all()), train_input=lora.layers is None)
     return TrainableModel(inner, tokenizer, onegen, peft_model)
+
+
+def _linear_names(lm: PreTrainedModel) -> list[str]:
+    """The names of the linear layers inside the decoder (what peft's `all-linear` picks), spelled
+    out because peft takes `layers_to_transform` only with a list."""
+    decoder = lm.get_decoder()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in decoder.named_modules() if isinstance(module, nn.Linear)})
 
 
 class OneGenObjective(nn.Module):

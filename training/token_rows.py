@@ -4,7 +4,9 @@ The input embedding and the output head are wrapped: each adds a small trainable
 [n_tokens, hidden] to the frozen rows of the OneGen tokens. The optimizer holds only the
 delta, and the trained rows (frozen row + delta) are what `export` writes to
 `onegen_tokens.safetensors`. With tied embeddings both wrappers share one delta, exactly
-as the tied weight is shared. Assumes a plain (unscaled) embedding lookup.
+as the tied weight is shared. With `train_input=False` the input side uses the delta without
+its gradient, so nothing below the lowest trainable layer needs a backward pass (the head's
+rows still train, and a tied input row follows them). Assumes a plain (unscaled) embedding lookup.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from transformers import PreTrainedModel
 class TokenRowsEmbedding(nn.Module):
     """An input embedding whose `token_ids` rows are `frozen row + delta`."""
 
-    def __init__(self, embedding: nn.Embedding, token_ids: list[int], delta: nn.Parameter) -> None:
+    def __init__(self, embedding: nn.Embedding, token_ids: list[int], delta: nn.Parameter, trainable: bool = True) -> None:
         super().__init__()
         self.embedding = embedding
         self.delta = delta
+        self.trainable = trainable
         slot = torch.full((embedding.num_embeddings,), -1, dtype=torch.long)
         slot[token_ids] = torch.arange(len(token_ids))
         self.register_buffer("slot", slot, persistent=False)
@@ -30,7 +33,8 @@ class TokenRowsEmbedding(nn.Module):
         """Embeddings of `input_ids`, with the delta added at OneGen tokens."""
         slot = self.slot[input_ids]
         hit = (slot >= 0).unsqueeze(-1)
-        extra = self.delta[slot.clamp(min=0)] * hit
+        delta = self.delta if self.trainable else self.delta.detach()
+        extra = delta[slot.clamp(min=0)] * hit
         return self.embedding(input_ids) + extra.to(self.embedding.weight.dtype)
 
 
@@ -52,21 +56,23 @@ class TokenRowsHead(nn.Module):
         return self.head(hidden).index_copy(-1, self.token_ids, columns)
 
 
-def wrap_token_rows(model: PreTrainedModel, token_ids: list[int]) -> list[nn.Parameter]:
-    """Freeze the embedding and head, wrap them with trainable deltas; return the deltas."""
+def wrap_token_rows(model: PreTrainedModel, token_ids: list[int], train_input: bool = True) -> list[nn.Parameter]:
+    """Freeze the embedding and head, wrap them with deltas; return the ones that train."""
     embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
     tied = head is not None and head.weight.data_ptr() == embedding.weight.data_ptr()
     embedding.weight.requires_grad_(False)
     hidden = embedding.weight.shape[1]
     input_delta = nn.Parameter(torch.zeros(len(token_ids), hidden, dtype=torch.float32, device=embedding.weight.device))
-    model.set_input_embeddings(TokenRowsEmbedding(embedding, token_ids, input_delta))
-    deltas = [input_delta]
+    model.set_input_embeddings(TokenRowsEmbedding(embedding, token_ids, input_delta, trainable=train_input))
+    deltas = [input_delta] if train_input else []
     if head is not None:
         head.weight.requires_grad_(False)
         output_delta = input_delta if tied else nn.Parameter(torch.zeros_like(input_delta))
         model.set_output_embeddings(TokenRowsHead(head, token_ids, output_delta))
-        if not tied:
+        if not tied or not train_input:
             deltas.append(output_delta)
+    for delta in deltas:
+        delta.requires_grad_(True)
     return deltas
 
 

@@ -103,7 +103,8 @@ class Trainer:
         docs = load_documents(config.docs)
         records = load_records(config.train, docs, tokens)[: config.max_train_records]
         self.eval_records = load_records(config.eval, docs, tokens)[: config.max_eval_records] if config.eval else []
-        options = dict(max_doc_tokens=config.max_doc_tokens, in_batch_negatives=config.in_batch_negatives)
+        options = dict(max_doc_tokens=config.max_doc_tokens, in_batch_negatives=config.in_batch_negatives,
+                       hard_negatives=config.hard_negatives)
         self.collator = OneGenCollator(self.model.tokenizer, self.model.onegen, docs, standalone_queries=config.standalone_queries, **options)
         self.eval_collator = OneGenCollator(self.model.tokenizer, self.model.onegen, docs, standalone_queries=False, **options)
         encoded = [self.collator.encode(r) for r in records]

@@ -80,3 +80,17 @@ def test_long_documents_keep_their_rd_token(tokenizer) -> None:
     collator = OneGenCollator(tokenizer, OneGenConfig(), {"x": "word " * 500}, max_doc_tokens=32)
     tokens = collator.document_tokens("x")
     assert len(tokens) == 32 and tokens[-1] == tokenizer.convert_tokens_to_ids("[RD]")
+
+
+def test_hard_negatives_are_capped_to_the_hardest_first(tokenizer) -> None:
+    record = Record.model_validate({"messages": [
+        {"role": "user", "content": "Who wrote the first program?"},
+        {"role": "assistant", "content": "[RQ] Ada.", "retrievals": [{"positives": ["a"], "negatives": ["b", "c"]}]},
+    ]})
+    columns = {}
+    for cap in (None, 1, 0):
+        collator = OneGenCollator(tokenizer, OneGenConfig(), DOCS, in_batch_negatives=False, hard_negatives=cap)
+        batch = collator([collator.encode(record)])
+        columns[cap] = batch["row_ids"].shape[0] - 1, batch["negative_mask"].sum(dim=1).tolist()
+    # documents (rows minus the standalone query row) and each query's negatives
+    assert columns == {None: (3, [2, 2]), 1: (2, [1, 1]), 0: (1, [0, 0])}

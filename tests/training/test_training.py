@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import save_tiny_base, train_config
+
 from onegen_integrations.config import OneGenConfig
 from onegen_integrations.model import OneGenModel
 from tests.conftest import ListRetriever
@@ -136,10 +136,29 @@ def test_lora_trains_only_adapters_and_onegen_rows(tiny_base: Path, facts: Path,
     assert all("lora_" in n or n.endswith("delta") for n in trainable)
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_lora_directory_loads_with_the_trained_hidden_states(facts: Path, tmp_path: Path, tied: bool) -> None:
+def test_lora_on_the_last_layers_stops_the_backward_pass_there(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    trainer = Trainer(train_config(tiny_base, facts, tmp_path, method="lora", lora={"layers": 1}))
+    lm = trainer.model.lm
+    below: list[bool] = []
+    lm.get_decoder().layers[0].register_forward_hook(lambda module, args, out: below.append(out[0].requires_grad))
+    loss, _, _ = trainer._loss(trainer.collator(trainer.examples[:4]))
+    loss.backward()
+    assert below and not any(below)  # the frozen first layer builds no graph
+    lora = {n: p for n, p in lm.named_parameters() if "lora_" in n}
+    assert lora and all(".layers.1." in n and p.grad is not None for n, p in lora.items())
+    delta = lm.get_input_embeddings().delta
+    assert bool((delta.grad.abs().sum(dim=1) > 0).all())  # the tied head still trains every row
+
+
+def test_lora_layers_beyond_the_model_depth_are_refused(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="has 2 layers"):
+        Trainer(train_config(tiny_base, facts, tmp_path, method="lora", lora={"layers": 3}))
+
+
+@pytest.mark.parametrize(("tied", "layers"), [(True, None), (False, None), (False, 1)])
+def test_lora_directory_loads_with_the_trained_hidden_states(facts: Path, tmp_path: Path, tied: bool, layers: int | None) -> None:
     base = save_tiny_base(tmp_path / "base", tied=tied)
-    trainer = Trainer(train_config(base, facts, tmp_path / "run", method="lora", max_steps=3, learning_rate=1e-2))
+    trainer = Trainer(train_config(base, facts, tmp_path / "run", method="lora", max_steps=3, learning_rate=1e-2, lora={"layers": layers}))
     directory = trainer.train()
     config = OneGenConfig.read(directory)
     assert (config.trained, config.adapter, config.base_model) == (True, "adapter", "../../base")
@@ -158,7 +177,8 @@ def test_lora_directory_loads_with_the_trained_hidden_states(facts: Path, tmp_pa
         actual_logits = model.hf_model.get_output_embeddings()(actual_states)
     torch.testing.assert_close(actual_states, expected_states, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(actual_logits, expected_logits, rtol=1e-4, atol=1e-4)
-    assert not torch.equal(rows["input"], load_file_untrained_rows(base, config))
+    untrained = load_file_untrained_rows(base, config)
+    assert torch.equal(rows["input"], untrained) == (layers is not None)  # untied and partial: input rows stay
 
 
 def load_file_untrained_rows(base: Path, config: OneGenConfig) -> torch.Tensor:

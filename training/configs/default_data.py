@@ -34,12 +34,12 @@ from onegen_integrations.evaluation.datasets import article_of, evaluation_artic
 SQUAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad"
 SOURCES = {"train": SQUAD / "train-v1.1.first11articles.json.gz", "dev": SQUAD / "dev-v1.1.articles-even.json.gz"}
 OUT = Path("data/default")
-MAX_WORDS = 150
+MAX_WORDS = 250
 SEED = 0
-DIALOGUE_ROUNDS = 3
-NEGATIVES = 2
+DIALOGUE_ROUNDS = 5
+NEGATIVES = 3
 """Overlap-mined hard negatives per retrieval: other paragraphs of the same article."""
-COUNTS = {"squad": 8000, "dialogue": 2000, "synthetic": 1500}
+COUNTS = {"squad": 7000, "dialogue": 4000, "synthetic": 1000}
 """Most training records of each kind (the SQuAD file yields fewer of the first two: all are used)."""
 
 
