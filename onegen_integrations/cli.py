@@ -219,7 +219,7 @@ def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
     from onegen_integrations.default_model import default_model_dir
     from onegen_integrations.evaluation.datasets import load_eval_set
-    from onegen_integrations.evaluation.runner import evaluate, format_table, results_from_json
+    from onegen_integrations.evaluation.runner import evaluate, format_paired, format_table, results_from_json
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(EVAL_SYSTEMS))
@@ -246,7 +246,11 @@ def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
         max_passage_tokens=args.max_passage_tokens,
         on_result=keep,
     )
-    print(format_table(results_from_json(results)))
+    table = results_from_json(results)
+    print(format_table(table))
+    paired = format_paired(table)
+    if paired:
+        print(f"\nSame turns, each system alone right:\n{paired}")
     return 0
 
 

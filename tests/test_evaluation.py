@@ -12,7 +12,15 @@ import torch
 from onegen_integrations.cli import main
 from onegen_integrations.evaluation.datasets import load_eval_set
 from onegen_integrations.evaluation.metrics import exact_match, f1_score, normalize_answer, recall_at_k
-from onegen_integrations.evaluation.runner import System, format_table, gold_query, run_system
+from onegen_integrations.evaluation.runner import (
+    Scores,
+    System,
+    SystemResult,
+    format_paired,
+    format_table,
+    gold_query,
+    run_system,
+)
 
 DOCS = {
     "Ada#0": "Ada Lovelace wrote the first published program in 1843.",
@@ -125,6 +133,21 @@ def test_needless_retrievals_are_counted_only_where_the_model_decides(tiny_model
         head.bias[tiny_model.query_token_id] = 1e4
     auto = run_system(System("auto", tiny_model, vectors, "auto"), data, max_new_tokens=2)
     assert auto.needless_retrievals == 1.0 and len(auto.examples) == 6
+
+
+def _hits(name: str, turns: list[tuple[str, int, float, float]]) -> SystemResult:
+    examples = [{"case": c, "turn": t, "recall_at_1": r1, "recall_at_5": r5} for c, t, r1, r5 in turns]
+    return SystemResult(name, "", Scores(), Scores(), Scores(), 0.0, examples)
+
+
+def test_paired_table_counts_turns_each_system_alone_got_right() -> None:
+    minilm = _hits("minilm-raw", [("q", 0, 1, 1), ("d", 0, 0, 1), ("d", 1, 0, 0), ("d", 2, 1, 1), ("e", 1, 0, 1)])
+    onegen = _hits("onegen", [("q", 0, 0, 1), ("d", 0, 1, 1), ("d", 1, 1, 1), ("d", 2, 1, 1), ("e", 1, 0, 0)])
+    gold = _hits("onegen-gold", [("q", 0, 1, 1)])
+    lines = format_paired([minilm, onegen, gold]).splitlines()
+    assert len(lines) == 3  # header, rule, onegen (the gold system is not a retriever)
+    assert lines[2] == "| onegen | 1 won, 1 lost of 2 | 0 won, 0 lost of 2 | 1 won, 0 lost of 3 | 1 won, 1 lost of 3 |"
+    assert format_paired([onegen]) == ""
 
 
 def test_eval_command_prints_a_table_and_merges_results(tiny_model, eval_dir: Path, tmp_path: Path, capsys) -> None:

@@ -215,6 +215,32 @@ def format_table(results: Sequence[SystemResult]) -> str:
     return "\n".join(lines)
 
 
+def format_paired(results: Sequence[SystemResult], against: str = "minilm-raw") -> str:
+    """A Markdown table comparing each OneGen system with `against` on the same turns: how often
+    each alone found the gold paragraph (R@1 and R@5), on first turns and on follow-ups. Paired
+    counts separate a real difference from the noise of a few dozen cases. Empty if `against`
+    is not among `results`."""
+    baseline = next((r for r in results if r.name == against), None)
+    if baseline is None:
+        return ""
+    theirs = {(e["case"], e["turn"]): e for e in baseline.examples}
+    lines = [f"| system vs {against} | first-turn R@1 | first-turn R@5 | follow-up R@1 | follow-up R@5 |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        if not r.name.startswith("onegen") or r.name == "onegen-gold":
+            continue
+        ours = {(e["case"], e["turn"]): e for e in r.examples if (e["case"], e["turn"]) in theirs}
+        cells = []
+        for follow_up in (False, True):
+            keys = [k for k in ours if (k[1] > 0) == follow_up]
+            for metric in ("recall_at_1", "recall_at_5"):
+                won = sum(ours[k][metric] > theirs[k][metric] for k in keys)
+                lost = sum(ours[k][metric] < theirs[k][metric] for k in keys)
+                cells.append(f"{won} won, {lost} lost of {len(keys)}")
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def _cut(model: OneGenModel, text: str, max_tokens: int) -> str:
     ids = model.tokenize(text)
     return text if len(ids) <= max_tokens else model.tokenizer.decode(ids[:max_tokens])
