@@ -51,7 +51,7 @@ def build_model(config: TrainConfig) -> TrainableModel:
 
     Under LoRA only the adapter and the OneGen token rows (a delta on the frozen embedding)
     train; the rest of the embedding and the head stay frozen. With `lora.layers` the adapter
-    covers only the last layers and the input rows stay as initialised (see `wrap_token_rows`).
+    covers only the last layers and the input rows get no gradient (see `wrap_token_rows`).
     """
     path = base_model_dir(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
