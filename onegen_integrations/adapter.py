@@ -51,6 +51,6 @@ def merge_lora_adapter(model: PreTrainedModel, adapter_dir: str | Path) -> int:
             delta = (lora_b.float() @ lora_a.float()) * scale
             if config.get("fan_in_fan_out"):
                 delta = delta.T
-            weight += delta.to(weight.dtype)
+            weight += delta.to(weight.device, weight.dtype)
             merged += 1
     return merged

@@ -1,4 +1,4 @@
-"""Command line: `python -m training --config CONFIG.yaml`, plus `convert`, `validate`, `bench`."""
+"""Command line: `python -m training --config CONFIG.yaml`, plus `convert`, `mine`, `validate`, `bench`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert.add_argument("--turns", type=int, default=3, help="turns per dialogue (dialogue format)")
     convert.add_argument("--rounds", type=int, default=1, help="reshuffled passes over each article (dialogue format)")
     convert.add_argument("--seed", type=int, default=0)
+    mine = commands.add_parser("mine", help="replace each retrieval's hard negatives with a trained model's top-ranked non-positives")
+    mine.add_argument("--model", required=True, help="a trained OneGen model directory, or 'default'")
+    mine.add_argument("--docs", required=True, type=Path)
+    mine.add_argument("--records", required=True, type=Path)
+    mine.add_argument("--out", required=True, type=Path)
+    mine.add_argument("--negatives", type=int, default=3, help="negatives per retrieval, hardest first")
+    mine.add_argument("--max-doc-tokens", type=int, default=256, help="cut documents as training does")
+    mine.add_argument("--batch-size", type=int, default=16)
     validate = commands.add_parser("validate", help="check docs.jsonl and a records file")
     validate.add_argument("docs", type=Path)
     validate.add_argument("records", type=Path)
@@ -45,6 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(args)
     if args.command == "convert":
         return _convert(args)
+    if args.command == "mine":
+        from training.remine import remine_file
+
+        count = remine_file(args.model, args.docs, args.records, args.out, args.negatives,
+                            max_doc_tokens=args.max_doc_tokens, batch_size=args.batch_size)
+        print(json.dumps({"out": str(args.out), "records": count}))
+        return 0
     if args.command == "validate":
         return _validate(args)
     from training.bench import run_bench

@@ -49,6 +49,10 @@ class TrainConfig(BaseModel):
     """Autocast mode, passed to accelerate."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, ~30% more time)."""
+    chunk_tokens: int | None = Field(default=None, ge=1)
+    """Run a batch's sequences and document rows longest first, in chunks of at most this many
+    padded tokens. The losses are the same; the padding's compute and memory are skipped, which
+    pays on a CPU (none: one forward per batch, best on a GPU)."""
 
     # data
     docs: Path

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
+from tqdm.auto import tqdm
 
 from training.collator import OneGenCollator, pad_rows
 from training.data import Record
@@ -29,11 +30,17 @@ def retrieval_vectors(
     records: Sequence[Record],
     accelerator: Accelerator,
     batch_size: int = 16,
+    corpus: Sequence[str] | None = None,
+    progress: str | None = None,
 ) -> tuple[torch.Tensor, list[list[int]], torch.Tensor, list[str]]:
     """Unit `[RQ]` vectors of `records`, each one's positive columns, unit document vectors
-    and the document ids (the columns)."""
+    and the document ids (the columns).
+
+    The columns are `corpus` when given (it must hold every positive), else every document
+    the records name. `progress` labels a progress bar (none: no bar).
+    """
     examples = [collator.encode(r) for r in records]
-    doc_ids = sorted({d for e in examples for q in e.queries for d in q.positives + q.negatives})
+    doc_ids = sorted(corpus if corpus is not None else {d for e in examples for q in e.queries for d in q.positives + q.negatives})
     column = {d: i for i, d in enumerate(doc_ids)}
     device = accelerator.device
 
@@ -50,8 +57,9 @@ def retrieval_vectors(
             out.append(unit(states[row, positions]))
         return out
 
-    query_vectors = _sharded(len(examples), queries, accelerator, batch_size)
-    doc_vectors = torch.cat(_sharded(len(doc_ids), docs, accelerator, batch_size))
+    bar = progress and accelerator.is_main_process
+    query_vectors = _sharded(len(examples), queries, accelerator, batch_size, f"{progress}: queries" if bar else None)
+    doc_vectors = torch.cat(_sharded(len(doc_ids), docs, accelerator, batch_size, f"{progress}: documents" if bar else None))
     positives = [[column[d] for d in q.positives] for e in examples for q in e.queries if q.position >= 0]
     return torch.cat(query_vectors), positives, doc_vectors, doc_ids
 
@@ -87,16 +95,18 @@ def evaluate(
 
 
 def _sharded(
-    count: int, fn: Callable[[list[int]], list[torch.Tensor]], accelerator: Accelerator, batch_size: int
+    count: int, fn: Callable[[list[int]], list[torch.Tensor]], accelerator: Accelerator, batch_size: int,
+    progress: str | None = None,
 ) -> list[torch.Tensor]:
-    """`fn` over `range(count)` split across processes; results gathered in index order."""
+    """`fn` over `range(count)` split across processes; results gathered in index order
+    (`progress`: label of a progress bar)."""
     if count == 0:
         return []
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = list(range(rank, count, world))
     padded = mine + [mine[-1] if mine else 0] * (math.ceil(count / world) - len(mine))
     pairs = []
-    for start in range(0, len(padded), batch_size):
+    for start in tqdm(range(0, len(padded), batch_size), desc=progress, disable=progress is None):
         indices = padded[start : start + batch_size]
         pairs += [(i, t.cpu()) for i, t in zip(indices, fn(indices))]
     pairs = pairs[: len(mine)]

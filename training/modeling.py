@@ -102,9 +102,10 @@ class OneGenObjective(nn.Module):
     `forward`. Vectors are the last layer's hidden states after the final norm, unnormalised.
     """
 
-    def __init__(self, lm: PreTrainedModel) -> None:
+    def __init__(self, lm: PreTrainedModel, chunk_tokens: int | None = None) -> None:
         super().__init__()
         self.lm = lm
+        self.chunk_tokens = chunk_tokens
 
     def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return `ce` (mean over labelled tokens), `queries` [q, h] and `documents` [d, h]."""
@@ -122,8 +123,27 @@ class OneGenObjective(nn.Module):
         return {"ce": ce, "queries": queries, "documents": rows[:n_docs]}
 
     def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last-layer hidden states after the final norm, [batch, length, hidden]."""
-        return self.lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """Last-layer hidden states after the final norm, [batch, length, hidden]; zero at padding
+        when the rows run in chunks.
+
+        Rows are right-padded and attention is causal, so a row's states do not depend on the
+        padding after it: with `chunk_tokens` the rows run longest first in chunks of at most
+        that many padded tokens, each cut to its own longest row, which skips the padding's
+        compute.
+        """
+        decoder = self.lm.get_decoder()
+        if self.chunk_tokens is None:
+            return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        lengths = attention_mask.sum(dim=1).tolist()
+        order = sorted(range(len(lengths)), key=lambda row: -lengths[row])
+        parts, rows = [], []
+        for chunk in _chunks(order, lengths, self.chunk_tokens):
+            width = max(lengths[chunk[0]], 1)
+            index = torch.tensor(chunk, device=input_ids.device)
+            part = decoder(input_ids=input_ids[index, :width], attention_mask=attention_mask[index, :width]).last_hidden_state
+            parts.append(F.pad(part, (0, 0, 0, input_ids.shape[1] - width)))
+            rows += chunk
+        return torch.cat(parts)[torch.tensor(rows, device=input_ids.device).argsort()]
 
     def rows(self, row_ids: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
         """Hidden state at the last real token of each right-padded row (`"{text}[RD]"` etc.)."""
@@ -132,3 +152,15 @@ class OneGenObjective(nn.Module):
         states = self.states(row_ids, row_mask)
         last = row_mask.sum(dim=1) - 1
         return states[torch.arange(len(last), device=last.device), last]
+
+
+def _chunks(order: list[int], lengths: list[int], budget: int) -> list[list[int]]:
+    """Split rows, given longest first, into runs whose rows × longest length fit `budget`
+    (a row longer than the budget runs alone)."""
+    chunks: list[list[int]] = []
+    for row in order:
+        if chunks and (len(chunks[-1]) + 1) * lengths[chunks[-1][0]] <= budget:
+            chunks[-1].append(row)
+        else:
+            chunks.append([row])
+    return chunks

@@ -97,6 +97,9 @@ class Trainer:
             mixed_precision=config.mixed_precision,
             step_scheduler_with_optimizer=False,
         )
+        if config.chunk_tokens is not None and self.accelerator.num_processes > 1:
+            raise ValueError("chunk_tokens makes the number of forward passes differ between processes, "
+                             "which sharded models cannot follow: use it in a one-process run (a CPU)")
         set_seed(config.seed)
         self.model = build_model(config)
         tokens = self.model.onegen.tokens
@@ -118,7 +121,7 @@ class Trainer:
                 "add data, lower them, or raise max_length"
             )
         self.total_steps = config.max_steps or math.ceil(config.epochs * self.plan.steps_per_epoch)
-        objective = OneGenObjective(self.model.lm)
+        objective = OneGenObjective(self.model.lm, config.chunk_tokens)
         self.parameters = [p for p in objective.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.scheduler = get_scheduler(config.schedule, optimizer, config.warmup_steps, self.total_steps)

@@ -12,6 +12,7 @@ from transformers import LlamaForCausalLM
 
 from tests.conftest import make_tiny_model
 from training.config import TrainConfig
+from training.trainer import Trainer
 
 KEYS = [
     "Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Delhi", "Quito", "Rome",
@@ -69,3 +70,15 @@ def train_config(base: Path, data: Path, output: Path, **overrides: Any) -> Trai
     )
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def learned(tiny_base: Path, facts: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Full fine-tune of the tiny model on the 16 facts (about 30 s on 2 CPU cores)."""
+    config = train_config(tiny_base, facts, tmp_path_factory.mktemp("learned"), max_steps=30, batch_size=16,
+                          learning_rate=2e-3, lambda_gen=0.3, temperature=0.1, eval_every=30)
+    trainer = Trainer(config)
+    before = trainer.evaluate()
+    model_dir = trainer.train()
+    log = [json.loads(line) for line in (config.output_dir / "log.jsonl").read_text().splitlines()]
+    return {"before": before, "log": [r for r in log if "step" in r], "dir": model_dir, "trainer": trainer}

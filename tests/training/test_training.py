@@ -36,18 +36,6 @@ def load(directory: Path) -> OneGenModel:
         return OneGenModel.load(directory, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def learned(tiny_base: Path, facts: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Full fine-tune of the tiny model on the 16 facts (about 30 s on 2 CPU cores)."""
-    config = train_config(tiny_base, facts, tmp_path_factory.mktemp("learned"), max_steps=30, batch_size=16,
-                          learning_rate=2e-3, lambda_gen=0.3, temperature=0.1, eval_every=30)
-    trainer = Trainer(config)
-    before = trainer.evaluate()
-    model_dir = trainer.train()
-    log = [json.loads(line) for line in (config.output_dir / "log.jsonl").read_text().splitlines()]
-    return {"before": before, "log": [r for r in log if "step" in r], "dir": model_dir, "trainer": trainer}
-
-
 def test_retrieval_is_learned_from_chance_and_ce_falls(learned: dict) -> None:
     assert learned["before"]["eval_recall@1"] <= 0.25
     last = learned["log"][-1]
@@ -123,6 +111,32 @@ def test_lora_retrieval_gradient_reaches_the_rows_of_the_tokens_in_the_batch(tin
     # single-turn facts: the passage after [RQ] cannot reach an earlier vector (causal attention)
     used = [tokens.query, tokens.document]
     assert [bool(row.abs().sum() > 0) for row in grad] == [t in used for t in tokens.all()]
+
+
+def test_chunked_forward_gives_the_same_losses_and_gradients(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
+    data = tmp_path / "ragged"
+    data.mkdir()
+    # questions and documents of very different lengths, so that the batch is mostly padding
+    docs = [json.loads(line) for line in (facts / "docs.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (facts / "train.jsonl").read_text().splitlines()]
+    for i, (doc, record) in enumerate(zip(docs, records)):
+        doc["text"] += " It is noted." * (5 * (i % 3))
+        record["messages"][0]["content"] = "Please, " * (6 * (i % 4)) + record["messages"][0]["content"]
+    (data / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    results = []
+    for chunk_tokens in (None, 120):  # LoRA dropout off: its masks depend on the tensor shapes
+        config = train_config(tiny_base, data, tmp_path / str(chunk_tokens), method="lora", lora={"dropout": 0.0}, chunk_tokens=chunk_tokens)
+        trainer = Trainer(config)
+        batch = trainer.collator(trainer.examples[:8])
+        loss, ce, ret = trainer._loss(batch)
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in trainer.parameters])
+        results.append((loss.detach(), ce.detach(), ret.detach(), grads))
+    widths = batch["attention_mask"].sum(dim=1)
+    assert widths.max() > 2 * widths.min()  # the chunks really are cut shorter than the batch
+    for plain, chunked in zip(*results):
+        torch.testing.assert_close(chunked, plain, rtol=1e-4, atol=1e-5)
 
 
 def test_lora_trains_only_adapters_and_onegen_rows(tiny_base: Path, facts: Path, tmp_path: Path) -> None:
