@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mine.add_argument("--negatives", type=int, default=3, help="negatives per retrieval, hardest first")
     mine.add_argument("--max-doc-tokens", type=int, default=256, help="cut documents as training does")
     mine.add_argument("--batch-size", type=int, default=16)
+    mine.add_argument("--chunk-tokens", type=int, default=None, help="run rows in length-sorted chunks of this many tokens (faster on a CPU)")
     validate = commands.add_parser("validate", help="check docs.jsonl and a records file")
     validate.add_argument("docs", type=Path)
     validate.add_argument("records", type=Path)
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.remine import remine_file
 
         count = remine_file(args.model, args.docs, args.records, args.out, args.negatives,
-                            max_doc_tokens=args.max_doc_tokens, batch_size=args.batch_size)
+                            max_doc_tokens=args.max_doc_tokens, batch_size=args.batch_size, chunk_tokens=args.chunk_tokens)
         print(json.dumps({"out": str(args.out), "records": count}))
         return 0
     if args.command == "validate":

@@ -25,7 +25,7 @@ def test_mined_negatives_are_what_the_trained_model_ranks_above_the_rest(learned
 
     out = tmp_path / "mined.jsonl"
     argv = ["mine", "--model", str(learned["dir"]), "--docs", str(facts / "docs.jsonl"),
-            "--records", str(facts / "train.jsonl"), "--out", str(out), "--negatives", "2"]
+            "--records", str(facts / "train.jsonl"), "--out", str(out), "--negatives", "2", "--chunk-tokens", "64"]
     assert main(argv) == 0
     before = [json.loads(line) for line in (facts / "train.jsonl").read_text().splitlines()]
     after = [json.loads(line) for line in out.read_text().splitlines()]
