@@ -57,9 +57,8 @@ def retrieval_vectors(
             out.append(unit(states[row, positions]))
         return out
 
-    bar = progress and accelerator.is_main_process
-    query_vectors = _sharded(len(examples), queries, accelerator, batch_size, f"{progress}: queries" if bar else None)
-    doc_vectors = torch.cat(_sharded(len(doc_ids), docs, accelerator, batch_size, f"{progress}: documents" if bar else None))
+    query_vectors = _sharded(len(examples), queries, accelerator, batch_size, progress and f"{progress}: queries")
+    doc_vectors = torch.cat(_sharded(len(doc_ids), docs, accelerator, batch_size, progress and f"{progress}: documents"))
     positives = [[column[d] for d in q.positives] for e in examples for q in e.queries if q.position >= 0]
     return torch.cat(query_vectors), positives, doc_vectors, doc_ids
 
@@ -99,14 +98,14 @@ def _sharded(
     progress: str | None = None,
 ) -> list[torch.Tensor]:
     """`fn` over `range(count)` split across processes; results gathered in index order
-    (`progress`: label of a progress bar)."""
+    (`progress`: label of the main process's progress bar)."""
     if count == 0:
         return []
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = list(range(rank, count, world))
     padded = mine + [mine[-1] if mine else 0] * (math.ceil(count / world) - len(mine))
     pairs = []
-    for start in tqdm(range(0, len(padded), batch_size), desc=progress, disable=progress is None):
+    for start in tqdm(range(0, len(padded), batch_size), desc=progress, disable=progress is None or not accelerator.is_main_process):
         indices = padded[start : start + batch_size]
         pairs += [(i, t.cpu()) for i, t in zip(indices, fn(indices))]
     pairs = pairs[: len(mine)]

@@ -136,14 +136,13 @@ class OneGenObjective(nn.Module):
             return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         lengths = attention_mask.sum(dim=1).tolist()
         order = sorted(range(len(lengths)), key=lambda row: -lengths[row])
-        parts, rows = [], []
+        parts = []
         for chunk in _chunks(order, lengths, self.chunk_tokens):
             width = max(lengths[chunk[0]], 1)
             index = torch.tensor(chunk, device=input_ids.device)
             part = decoder(input_ids=input_ids[index, :width], attention_mask=attention_mask[index, :width]).last_hidden_state
             parts.append(F.pad(part, (0, 0, 0, input_ids.shape[1] - width)))
-            rows += chunk
-        return torch.cat(parts)[torch.tensor(rows, device=input_ids.device).argsort()]
+        return torch.cat(parts)[torch.tensor(order, device=input_ids.device).argsort()]
 
     def rows(self, row_ids: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
         """Hidden state at the last real token of each right-padded row (`"{text}[RD]"` etc.)."""
@@ -155,8 +154,8 @@ class OneGenObjective(nn.Module):
 
 
 def _chunks(order: list[int], lengths: list[int], budget: int) -> list[list[int]]:
-    """Split rows, given longest first, into runs whose rows × longest length fit `budget`
-    (a row longer than the budget runs alone)."""
+    """Split rows, given longest first, into consecutive runs whose rows × longest length fit
+    `budget` (a row longer than the budget runs alone); the runs keep the given order."""
     chunks: list[list[int]] = []
     for row in order:
         if chunks and (len(chunks[-1]) + 1) * lengths[chunks[-1][0]] <= budget:
