@@ -35,14 +35,14 @@ clean:
 
 # A candidate default model in runs/default/model: data, then LoRA training. With GPU=1 the shipped
 # recipe (bf16, batch 16, 600 steps: about 7.5 min on an H200). By default sized for this 2-core
-# CPU: 240 steps of 8 with gradient checkpointing (a batch of 8 without it exceeds 24 GB), 2 hard
-# negatives, 224-token documents and length-sorted chunks (no compute on padding): about 58 s a
-# step here (10 GB), about 4 hours with the data. Rerun
-# to resume. Ship it only if `onegen eval` says so:
+# CPU: 150 steps of 8 with gradient checkpointing (a batch of 8 without it exceeds 24 GB), 1 hard
+# negative, 224-token documents and length-sorted chunks (no compute on padding): 48 s a step
+# here, about 2 hours (README, "Training the default", for its quality). Rerun to resume. Ship it
+# only if `onegen eval` says so:
 #   python training/configs/ship_default.py runs/default/model onegen_integrations/default
 SQUAD_DEV := ../shared/data/squad/dev-v1.1.articles-even.json.gz
-CPU_SIZE := --set batch_size=8 --set max_steps=240 --set warmup_steps=15 --set gradient_checkpointing=true \
-	--set hard_negatives=2 --set max_doc_tokens=224 --set chunk_tokens=2048
+CPU_SIZE := --set batch_size=8 --set max_steps=150 --set warmup_steps=10 --set gradient_checkpointing=true \
+	--set hard_negatives=1 --set max_doc_tokens=224 --set chunk_tokens=2048
 
 default-model: $(STAMP)
 	$(PY) training/configs/default_data.py
