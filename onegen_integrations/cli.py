@@ -113,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--articles", type=int, default=EVAL_ARTICLES,
                           help=f"held-out articles whose paragraphs are the corpus (default {EVAL_ARTICLES}; the "
                                "default model trained on the dev articles after these)")
-    evaluate.add_argument("--limit", type=int, default=60, help="single-hop questions (default 60)")
-    evaluate.add_argument("--dialogues", type=int, default=40, help="multi-turn dialogues (default 40)")
+    evaluate.add_argument("--limit", type=int, default=180, help="single-hop questions (default 180)")
+    evaluate.add_argument("--dialogues", type=int, default=120, help="multi-turn dialogues (default 120)")
     evaluate.add_argument("--max-new-tokens", type=int, default=16, help="answer tokens per turn (default 16)")
     evaluate.add_argument("--max-passage-tokens", type=int, default=192, help="inserted passages are cut (default 192)")
     evaluate.add_argument("--systems", default=",".join(EVAL_SYSTEMS), help=f"comma-separated, of {', '.join(EVAL_SYSTEMS)}")

@@ -11,7 +11,7 @@ import torch
 
 from onegen_integrations.cli import main
 from onegen_integrations.evaluation.datasets import load_eval_set
-from onegen_integrations.evaluation.metrics import exact_match, f1_score, normalize_answer, recall_at_k
+from onegen_integrations.evaluation.metrics import exact_match, f1_score, normalize_answer, recall_at_k, sign_test
 from onegen_integrations.evaluation.runner import (
     Scores,
     System,
@@ -140,13 +140,24 @@ def _hits(name: str, turns: list[tuple[str, int, float, float]]) -> SystemResult
     return SystemResult(name, "", Scores(), Scores(), Scores(), 0.0, examples)
 
 
+def test_sign_test_gives_the_binomial_tail_of_the_rarer_side_twice() -> None:
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(3, 3) == 1.0
+    assert sign_test(5, 0) == pytest.approx(2 / 32)
+    assert sign_test(1, 9) == sign_test(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert sign_test(47, 43) == pytest.approx(0.752, abs=1e-3)
+
+
 def test_paired_table_counts_turns_each_system_alone_got_right() -> None:
     minilm = _hits("minilm-raw", [("q", 0, 1, 1), ("d", 0, 0, 1), ("d", 1, 0, 0), ("d", 2, 1, 1), ("e", 1, 0, 1)])
     onegen = _hits("onegen", [("q", 0, 0, 1), ("d", 0, 1, 1), ("d", 1, 1, 1), ("d", 2, 1, 1), ("e", 1, 0, 0)])
     gold = _hits("onegen-gold", [("q", 0, 1, 1)])
     lines = format_paired([minilm, onegen, gold]).splitlines()
     assert len(lines) == 3  # header, rule, onegen (the gold system is not a retriever)
-    assert lines[2] == "| onegen | 1 won, 1 lost of 2 | 0 won, 0 lost of 2 | 1 won, 0 lost of 3 | 1 won, 1 lost of 3 |"
+    assert lines[2] == (
+        "| onegen | 1 won, 1 lost of 2, p 1.00 | 0 won, 0 lost of 2, p 1.00 "
+        "| 1 won, 0 lost of 3, p 1.00 | 1 won, 1 lost of 3, p 1.00 |"
+    )
     assert format_paired([onegen]) == ""
 
 

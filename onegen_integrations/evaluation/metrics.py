@@ -1,4 +1,4 @@
-"""Retrieval Recall@k and SQuAD-style answer exact match and F1."""
+"""Retrieval Recall@k, SQuAD-style answer exact match and F1, and the sign test for paired results."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from math import comb
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -41,3 +42,11 @@ def f1_score(prediction: str, answers: Sequence[str]) -> float:
 def recall_at_k(ranked_ids: Sequence[str], gold_ids: Sequence[str], k: int) -> float:
     """1.0 when any gold id is among the first `k` ranked ids (0.0 for an empty ranking)."""
     return float(any(doc_id in gold_ids for doc_id in ranked_ids[:k]))
+
+
+def sign_test(won: int, lost: int) -> float:
+    """Two-sided sign-test p-value of `won` against `lost` paired outcomes (ties left out): the
+    chance of a split at least this uneven if either side were equally likely to win a case."""
+    cases = won + lost
+    tail = sum(comb(cases, k) for k in range(min(won, lost) + 1)) / 2**cases
+    return min(1.0, 2 * tail)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from onegen_integrations.evaluation.datasets import EvalSet, Turn
-from onegen_integrations.evaluation.metrics import exact_match, f1_score, recall_at_k
+from onegen_integrations.evaluation.metrics import exact_match, f1_score, recall_at_k, sign_test
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 
@@ -218,8 +218,8 @@ def format_table(results: Sequence[SystemResult]) -> str:
 def format_paired(results: Sequence[SystemResult], against: str = "minilm-raw") -> str:
     """A Markdown table comparing each OneGen system with `against` on the same turns: how often
     each alone found the gold paragraph (R@1 and R@5), on first turns and on follow-ups. Paired
-    counts separate a real difference from the noise of a few dozen cases. Empty if `against`
-    is not among `results`."""
+    counts separate a real difference from the noise of a few dozen cases; p is their two-sided
+    sign test. Empty if `against` is not among `results`."""
     baseline = next((r for r in results if r.name == against), None)
     if baseline is None:
         return ""
@@ -236,7 +236,7 @@ def format_paired(results: Sequence[SystemResult], against: str = "minilm-raw") 
             for metric in ("recall_at_1", "recall_at_5"):
                 won = sum(ours[k][metric] > theirs[k][metric] for k in keys)
                 lost = sum(ours[k][metric] < theirs[k][metric] for k in keys)
-                cells.append(f"{won} won, {lost} lost of {len(keys)}")
+                cells.append(f"{won} won, {lost} lost of {len(keys)}, p {sign_test(won, lost):.2f}")
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
