@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from transformers.utils import logging as transformers_logging
 
 from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenError
-from onegen_integrations.evaluation.datasets import EVAL_ARTICLES
+from onegen_integrations.evaluation.datasets import EVAL_ARTICLES, EVAL_DIALOGUES, EVAL_SINGLE
 from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
@@ -113,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--articles", type=int, default=EVAL_ARTICLES,
                           help=f"held-out articles whose paragraphs are the corpus (default {EVAL_ARTICLES}; the "
                                "default model trained on the dev articles after these)")
-    evaluate.add_argument("--limit", type=int, default=180, help="single-hop questions (default 180)")
-    evaluate.add_argument("--dialogues", type=int, default=120, help="multi-turn dialogues (default 120)")
+    evaluate.add_argument("--limit", type=int, default=EVAL_SINGLE, help=f"single-hop questions (default {EVAL_SINGLE})")
+    evaluate.add_argument("--dialogues", type=int, default=EVAL_DIALOGUES, help=f"multi-turn dialogues (default {EVAL_DIALOGUES})")
     evaluate.add_argument("--max-new-tokens", type=int, default=16, help="answer tokens per turn (default 16)")
     evaluate.add_argument("--max-passage-tokens", type=int, default=192, help="inserted passages are cut (default 192)")
     evaluate.add_argument("--systems", default=",".join(EVAL_SYSTEMS), help=f"comma-separated, of {', '.join(EVAL_SYSTEMS)}")

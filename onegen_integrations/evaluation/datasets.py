@@ -75,6 +75,10 @@ def article_of(doc_id: str) -> str:
 
 EVAL_ARTICLES = 6
 """Held-out articles the evaluation draws from; the default model's recipe trains on none of them."""
+EVAL_SINGLE = 180
+"""Single-hop questions drawn (fewer left paired differences inside the noise)."""
+EVAL_DIALOGUES = 120
+"""Three-turn dialogues drawn: 240 follow-ups."""
 
 
 def evaluation_articles(dialogue_dir: str | Path, count: int = EVAL_ARTICLES) -> list[str]:
@@ -86,8 +90,8 @@ def load_eval_set(
     data_dir: str | Path,
     *,
     articles: int = EVAL_ARTICLES,
-    single: int = 60,
-    dialogues: int = 20,
+    single: int = EVAL_SINGLE,
+    dialogues: int = EVAL_DIALOGUES,
     squad_source: str | Path | None = None,
 ) -> EvalSet:
     """Cases from `data_dir/squad` and `data_dir/dialogue`, over the first `articles` articles
