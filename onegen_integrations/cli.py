@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--articles", type=int, default=EVAL_ARTICLES,
                           help=f"held-out articles whose paragraphs are the corpus (default {EVAL_ARTICLES}; the "
                                "default model trained on the dev articles after these)")
+    evaluate.add_argument("--distractors", action="store_true",
+                          help="add every other paragraph of --data's SQuAD docs to the corpus (the 24 dev articles: "
+                               "the default model trained on the 18 not evaluated)")
     evaluate.add_argument("--limit", type=int, default=EVAL_SINGLE, help=f"single-hop questions (default {EVAL_SINGLE})")
     evaluate.add_argument("--dialogues", type=int, default=EVAL_DIALOGUES, help=f"multi-turn dialogues (default {EVAL_DIALOGUES})")
     evaluate.add_argument("--max-new-tokens", type=int, default=16, help="answer tokens per turn (default 16)")
@@ -170,12 +173,15 @@ def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
     splitter = TextSplitter(model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
     store = _open_store(args, model)
     texts, ids, metadatas = _chunks(documents, splitter)
-    before = store.count()
+    chunks = dict(zip(ids, texts))
+    stored = store.stored(list(chunks))
     store.add(texts, ids, metadatas, batch_size=args.batch_size)
-    added = store.count() - before
+    # What an earlier version of these sources held and this one does not (edited or deleted text).
+    removed = sum(len(store.prune({"source": source}, set(chunks))) for source in {m["source"] for m in metadatas})
+    replaced = sum(id_ in stored and stored[id_][0] != text for id_, text in chunks.items())
     print(
-        f"{len(set(ids))} documents from {len(sources)} files: {added} added, "
-        f"{len(set(ids)) - added} already present; collection {args.collection!r} holds {store.count()}"
+        f"{len(chunks)} documents from {len(sources)} files: {len(chunks) - len(stored)} added, {replaced} replaced, "
+        f"{len(stored) - replaced} unchanged, {removed} removed; collection {args.collection!r} holds {store.count()}"
     )
     return 0
 
@@ -226,7 +232,7 @@ def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
     if unknown:
         raise OneGenError(f"unknown eval systems {', '.join(unknown)}: choose from {', '.join(EVAL_SYSTEMS)}")
     data = load_eval_set(args.data, articles=args.articles, single=args.limit, dialogues=args.dialogues,
-                         squad_source=args.squad)
+                         squad_source=args.squad, distractors=args.distractors)
     print(f"eval: {len(data.single)} single-hop questions, {len(data.dialogues)} dialogues "
           f"({sum(len(c.turns) for c in data.dialogues)} turns), corpus of {len(data.docs)} paragraphs", flush=True)
     results: dict[str, dict] = json.loads(args.out.read_text()) if args.out and args.out.is_file() else {}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,9 @@ class ChromaDocumentStore:
 
         Ids default to `content_id(text)`; a text given twice is stored once. Every input
         is checked before anything is embedded, so a bad one leaves the collection as it
-        was. Ids already in the collection are skipped without being embedded, which makes
-        re-running an interrupted indexing job cheap; use `delete` first to replace a text.
+        was. An id the collection already holds with the same text is not embedded again
+        (only its metadata is brought up to date), which makes re-running an interrupted
+        indexing job cheap; an id that now has another text is embedded and replaced.
         """
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not one string")
@@ -101,8 +103,13 @@ class ChromaDocumentStore:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         records = self._checked_records(texts, ids, metas)
-        present = self._present(list(records))
-        missing = [id_ for id_ in records if id_ not in present]
+        stored = self.stored(list(records))
+        missing = [id_ for id_ in records if id_ not in stored or stored[id_][0] != records[id_][0]]
+        # Chroma merges metadata on write: keys that are gone must be written as None.
+        new_meta = {id_: _replacing(stored.get(id_, ("", None))[1], meta) for id_, (_, meta) in records.items()}
+        retagged = [id_ for id_ in records if id_ in stored and stored[id_] != records[id_] and id_ not in missing]
+        for batch in self._batches(retagged):
+            self.collection.update(ids=batch, metadatas=[new_meta[id_] for id_ in batch])
         step = min(batch_size, self.client.get_max_batch_size())
         with tqdm(
             total=len(records),
@@ -119,7 +126,7 @@ class ChromaDocumentStore:
                     ids=batch,
                     embeddings=vectors,
                     documents=batch_texts,
-                    metadatas=[records[id_][1] for id_ in batch],
+                    metadatas=[new_meta[id_] for id_ in batch],
                 )
                 bar.update(len(batch))
         return ids
@@ -166,10 +173,27 @@ class ChromaDocumentStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id (unknown ids are ignored)."""
-        ids = list(ids)
-        step = self.client.get_max_batch_size()
-        for start in range(0, len(ids), step):
-            self.collection.delete(ids=ids[start : start + step])
+        for batch in self._batches(list(ids)):
+            self.collection.delete(ids=batch)
+
+    def prune(self, where: dict[str, Any], keep: AbstractSet[str]) -> list[str]:
+        """Delete the documents that match `where` but are not in `keep`; return their ids.
+
+        After a source is indexed again, `prune({"source": path}, its_new_ids)` removes what
+        only its earlier version had (chunks of edited text, documents taken out of it).
+        """
+        stale = [id_ for id_ in self.collection.get(where=where, include=[])["ids"] if id_ not in keep]
+        self.delete(stale)
+        return stale
+
+    def stored(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
+        """The text and metadata the collection holds for each of `ids` it has."""
+        stored: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        for batch in self._batches(list(ids)):
+            got = self.collection.get(ids=batch, include=["documents", "metadatas"])
+            for id_, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                stored[id_] = (text or "", dict(meta) if meta else None)
+        return stored
 
     def _open_collection(self, name: str) -> Collection:
         metadata = collection_metadata(self.model)
@@ -216,13 +240,16 @@ class ChromaDocumentStore:
             records.setdefault(id_, (text, meta))
         return records
 
-    def _present(self, ids: list[str]) -> set[str]:
-        """Which of `ids` the collection already holds."""
-        present: set[str] = set()
+    def _batches(self, ids: list[str]) -> Iterator[list[str]]:
+        """`ids` in slices of the size Chroma takes in one call."""
         step = self.client.get_max_batch_size()
-        for start in range(0, len(ids), step):
-            present.update(self.collection.get(ids=ids[start : start + step], include=[])["ids"])
-        return present
+        return (ids[start : start + step] for start in range(0, len(ids), step))
+
+
+def _replacing(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata that, merged into `old` the way Chroma writes it, leaves exactly `new`."""
+    gone = {key: None for key in old or {} if key not in (new or {})}
+    return {**gone, **new} if new else gone or None
 
 
 def collection_metadata(model: OneGenModel) -> dict[str, Any]:

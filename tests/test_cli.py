@@ -50,7 +50,7 @@ def test_index_reads_every_supported_file_and_reports_counts(
     assert index(tiny_model, str(docs), "--db", str(tmp_path / "db"), "--collection", "docs") == 0
 
     out = capsys.readouterr().out
-    assert "4 documents from 3 files: 4 added, 0 already present; collection 'docs' holds 4" in out
+    assert "4 documents from 3 files: 4 added, 0 replaced, 0 unchanged, 0 removed; collection 'docs' holds 4" in out
     store = ChromaDocumentStore(tiny_model, path=tmp_path / "db", collection="docs")
     hit = store.search(tiny_model.embed_documents(["Selbrook lies on the River Tamsey."])[0], k=1)[0]
     assert hit.id == "selbrook"
@@ -68,7 +68,27 @@ def test_indexing_again_skips_every_document(
     assert index(tiny_model, str(docs), "--db", str(tmp_path / "db")) == 0
 
     out = capsys.readouterr().out
-    assert "4 documents from 3 files: 0 added, 4 already present; collection 'onegen' holds 4" in out
+    assert "4 documents from 3 files: 0 added, 0 replaced, 4 unchanged, 0 removed; collection 'onegen' holds 4" in out
+
+
+def test_indexing_edited_files_again_replaces_what_they_held(
+    docs: Path, tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index(tiny_model, str(docs), "--db", str(tmp_path / "db"))
+    (docs / "people" / "odile.txt").write_text("Odile Marchetti was born in Corvant.")
+    (docs / "towns.jsonl").write_text(json.dumps({"id": "selbrook", "text": "Selbrook lies on the River Wend."}))
+    capsys.readouterr()
+
+    assert index(tiny_model, str(docs / "people"), str(docs / "towns.jsonl"), "--db", str(tmp_path / "db")) == 0
+
+    out = capsys.readouterr().out
+    assert "2 documents from 2 files: 1 added, 1 replaced, 0 unchanged, 2 removed; collection 'onegen' holds 3" in out
+    held = ChromaDocumentStore(tiny_model, path=tmp_path / "db").collection.get(include=["documents"])
+    assert sorted(held["documents"]) == [
+        "# Varenne Institute\n\nOdile Marchetti founded the Varenne Institute.",  # not indexed again: kept
+        "Odile Marchetti was born in Corvant.",
+        "Selbrook lies on the River Wend.",
+    ]
 
 
 def test_a_long_file_is_indexed_as_numbered_chunks(tmp_path: Path, tiny_model: OneGenModel) -> None:

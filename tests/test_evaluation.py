@@ -86,6 +86,13 @@ def test_eval_set_keeps_chosen_articles_round_robin(eval_dir: Path) -> None:
     assert follow_up.message == "Who was her father?" and follow_up.original == "Who was Ada Lovelace's father?"
 
 
+def test_distractors_add_every_other_paragraph_but_no_cases(eval_dir: Path) -> None:
+    chosen = load_eval_set(eval_dir, articles=2, single=2, dialogues=5)
+    widened = load_eval_set(eval_dir, articles=2, single=2, dialogues=5, distractors=True)
+    assert set(widened.docs) == {"Ada#0", "Ada#1", "Bridge#0", "Other#0"}
+    assert widened.single == chosen.single and widened.dialogues == chosen.dialogues
+
+
 def test_missing_data_names_the_command_to_make_it(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="make eval-data"):
         load_eval_set(tmp_path)

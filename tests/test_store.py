@@ -230,6 +230,37 @@ def test_deleted_documents_are_gone(store: ChromaDocumentStore) -> None:
     assert TEXTS[0] not in [h.text for h in hits]
 
 
+def test_an_id_given_a_new_text_is_embedded_again_and_replaced(store: ChromaDocumentStore) -> None:
+    store.add(TEXTS[:2], ids=["a", "b"], show_progress=False)
+    calls = count_embedded(store.model)
+
+    store.add([TEXTS[2], TEXTS[1]], ids=["a", "b"], show_progress=False)
+
+    assert calls == [[TEXTS[2]]]  # "b" is unchanged: not embedded again
+    assert store.count() == 2
+    hit = store.search(store.model.embed_documents([TEXTS[2]])[0], k=1)[0]
+    assert (hit.id, hit.text, hit.score) == ("a", TEXTS[2], pytest.approx(1.0, abs=1e-5))
+
+
+def test_new_metadata_for_an_unchanged_text_replaces_the_old_without_embedding(store: ChromaDocumentStore) -> None:
+    store.add(TEXTS[:2], ids=["a", "b"], metadatas=[{"topic": "computing", "year": 1843}, {"city": "Paris"}],
+              show_progress=False)
+    calls = count_embedded(store.model)
+
+    store.add(TEXTS[:2], ids=["a", "b"], metadatas=[{"topic": "history"}, None], show_progress=False)
+
+    assert calls == []
+    assert store.stored(["a", "b", "c"]) == {"a": (TEXTS[0], {"topic": "history"}), "b": (TEXTS[1], None)}
+
+
+def test_prune_deletes_only_matching_documents_not_kept(store: ChromaDocumentStore) -> None:
+    store.add(TEXTS, ids=list("abcde"), metadatas=[{"source": "x"}] * 3 + [{"source": "y"}] * 2, show_progress=False)
+
+    assert sorted(store.prune({"source": "x"}, {"b"})) == ["a", "c"]
+
+    assert sorted(store.stored(list("abcde"))) == ["b", "d", "e"]
+
+
 def test_an_empty_collection_made_elsewhere_is_claimed_for_the_model(
     tmp_path: Path, tiny_model: OneGenModel
 ) -> None:

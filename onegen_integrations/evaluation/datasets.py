@@ -63,7 +63,7 @@ class EvalSet:
     single: list[Conversation]
     dialogues: list[Conversation]
     docs: dict[str, str]
-    """Every paragraph of the chosen articles, by id (`"Title#n"`)."""
+    """Every paragraph of the chosen articles, by id (`"Title#n"`), and any distractors."""
     chat: tuple[str, ...] = CHAT_REQUESTS
     """No-retrieval requests (`onegen` counts the ones it retrieves for)."""
 
@@ -93,12 +93,15 @@ def load_eval_set(
     single: int = EVAL_SINGLE,
     dialogues: int = EVAL_DIALOGUES,
     squad_source: str | Path | None = None,
+    distractors: bool = False,
 ) -> EvalSet:
     """Cases from `data_dir/squad` and `data_dir/dialogue`, over the first `articles` articles
     that have dialogues; questions are taken round-robin across those articles so each counts.
 
     `squad_source` (the SQuAD JSON, gzipped or not) adds every accepted answer of a question;
-    without it the one answer in the converted records is the gold answer.
+    without it the one answer in the converted records is the gold answer. `distractors` puts
+    every paragraph of `data_dir/squad` in the corpus, not only the chosen articles': a
+    follow-up that lost its subject can then land in any of them.
     """
     root = Path(data_dir)
     for part in ("squad", "dialogue"):
@@ -111,7 +114,7 @@ def load_eval_set(
     dialogue_cases = [_conversation(r, answers) for r in _records(root / "dialogue")]
     chosen = evaluation_articles(root / "dialogue", articles)
     single_cases = [c for c in (_conversation(r, answers) for r in _records(root / "squad")) if c.article in chosen]
-    docs = {d["id"]: d["text"] for d in _jsonl(root / "squad" / "docs.jsonl") if article_of(d["id"]) in chosen}
+    docs = {d["id"]: d["text"] for d in _jsonl(root / "squad" / "docs.jsonl") if distractors or article_of(d["id"]) in chosen}
     return EvalSet(
         single=_round_robin(single_cases, chosen, single),
         dialogues=_round_robin([c for c in dialogue_cases if c.article in chosen], chosen, dialogues),
