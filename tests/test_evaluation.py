@@ -19,6 +19,7 @@ from onegen_integrations.evaluation.runner import (
     format_paired,
     format_table,
     gold_query,
+    right_article,
     run_system,
 )
 
@@ -142,8 +143,10 @@ def test_needless_retrievals_are_counted_only_where_the_model_decides(tiny_model
     assert auto.needless_retrievals == 1.0 and len(auto.examples) == 6
 
 
-def _hits(name: str, turns: list[tuple[str, int, float, float]]) -> SystemResult:
-    examples = [{"case": c, "turn": t, "recall_at_1": r1, "recall_at_5": r5} for c, t, r1, r5 in turns]
+def _hits(name: str, turns: list[tuple[str, int, float, float, str]]) -> SystemResult:
+    """Scored turns whose gold paragraph is `A#0`; `first` is the id ranked first ("" for none)."""
+    examples = [{"case": c, "turn": t, "recall_at_1": r1, "recall_at_5": r5, "gold": ["A#0"], "ranking": [first] if first else []}
+                for c, t, r1, r5, first in turns]
     return SystemResult(name, "", Scores(), Scores(), Scores(), 0.0, examples)
 
 
@@ -156,16 +159,27 @@ def test_sign_test_gives_the_binomial_tail_of_the_rarer_side_twice() -> None:
 
 
 def test_paired_table_counts_turns_each_system_alone_got_right() -> None:
-    minilm = _hits("minilm-raw", [("q", 0, 1, 1), ("d", 0, 0, 1), ("d", 1, 0, 0), ("d", 2, 1, 1), ("e", 1, 0, 1)])
-    onegen = _hits("onegen", [("q", 0, 0, 1), ("d", 0, 1, 1), ("d", 1, 1, 1), ("d", 2, 1, 1), ("e", 1, 0, 0)])
-    gold = _hits("onegen-gold", [("q", 0, 1, 1)])
+    minilm = _hits("minilm-raw", [("q", 0, 1, 1, "A#0"), ("d", 0, 0, 1, "A#1"), ("d", 1, 0, 0, "B#0"),
+                                  ("d", 2, 1, 1, "A#0"), ("e", 1, 0, 1, "B#3")])
+    onegen = _hits("onegen", [("q", 0, 0, 1, "A#2"), ("d", 0, 1, 1, "A#0"), ("d", 1, 1, 1, "A#0"),
+                              ("d", 2, 1, 1, "A#0"), ("e", 1, 0, 0, "")])
+    gold = _hits("onegen-gold", [("q", 0, 1, 1, "A#0")])
     lines = format_paired([minilm, onegen, gold]).splitlines()
     assert len(lines) == 3  # header, rule, onegen (the gold system is not a retriever)
     assert lines[2] == (
         "| onegen | 1 won, 1 lost of 2, p 1.00 | 0 won, 0 lost of 2, p 1.00 "
-        "| 1 won, 0 lost of 3, p 1.00 | 1 won, 1 lost of 3, p 1.00 |"
+        "| 1 won, 0 lost of 3, p 1.00 | 1 won, 1 lost of 3, p 1.00 | 1 won, 0 lost of 3, p 1.00 |"
     )
     assert format_paired([onegen]) == ""
+    far_ahead = _hits("onegen", [(f"c{i}", 1, 1, 1, "A#0") for i in range(12)])
+    behind = _hits("minilm-raw", [(f"c{i}", 1, 0, 0, "B#0") for i in range(12)])
+    assert format_paired([behind, far_ahead]).splitlines()[2].endswith("| 12 won, 0 lost of 12, p < 0.001 |")
+
+
+def test_right_article_looks_at_the_first_ranked_paragraph_only() -> None:
+    assert right_article({"gold": ["Normans#5"], "ranking": ["Normans#3", "Huguenot#1"]}) == 1.0
+    assert right_article({"gold": ["Normans#5"], "ranking": ["Huguenot#1", "Normans#5"]}) == 0.0
+    assert right_article({"gold": ["Normans#5"], "ranking": []}) == 0.0
 
 
 def test_eval_command_prints_a_table_and_merges_results(tiny_model, eval_dir: Path, tmp_path: Path, capsys) -> None:

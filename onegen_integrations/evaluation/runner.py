@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from onegen_integrations.evaluation.datasets import EvalSet, Turn
+from onegen_integrations.evaluation.datasets import EvalSet, Turn, article_of
 from onegen_integrations.evaluation.metrics import exact_match, f1_score, recall_at_k, sign_test
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
@@ -217,28 +217,40 @@ def format_table(results: Sequence[SystemResult]) -> str:
 
 def format_paired(results: Sequence[SystemResult], against: str = "minilm-raw") -> str:
     """A Markdown table comparing each OneGen system with `against` on the same turns: how often
-    each alone found the gold paragraph (R@1 and R@5), on first turns and on follow-ups. Paired
-    counts separate a real difference from the noise of a few dozen cases; p is their two-sided
-    sign test. Empty if `against` is not among `results`."""
+    each alone found the gold paragraph (R@1 and R@5), on first turns and on follow-ups, and how
+    often each alone ranked a paragraph of the gold article first on a follow-up (the part of
+    retrieval that depends on resolving "it", "he", "they"). Paired counts separate a real
+    difference from the noise of a few dozen cases; p is their two-sided sign test. Empty if
+    `against` is not among `results`."""
     baseline = next((r for r in results if r.name == against), None)
     if baseline is None:
         return ""
     theirs = {(e["case"], e["turn"]): e for e in baseline.examples}
-    lines = [f"| system vs {against} | first-turn R@1 | first-turn R@5 | follow-up R@1 | follow-up R@5 |",
-             "|---|---|---|---|---|"]
+    columns: list[tuple[bool, Callable[[dict], float]]] = [
+        (False, lambda e: e["recall_at_1"]), (False, lambda e: e["recall_at_5"]),
+        (True, lambda e: e["recall_at_1"]), (True, lambda e: e["recall_at_5"]), (True, right_article),
+    ]
+    lines = [f"| system vs {against} | first-turn R@1 | first-turn R@5 | follow-up R@1 | follow-up R@5 "
+             "| follow-up article at 1 |", "|---|---|---|---|---|---|"]
     for r in results:
         if not r.name.startswith("onegen") or r.name == "onegen-gold":
             continue
         ours = {(e["case"], e["turn"]): e for e in r.examples if (e["case"], e["turn"]) in theirs}
         cells = []
-        for follow_up in (False, True):
+        for follow_up, score in columns:
             keys = [k for k in ours if (k[1] > 0) == follow_up]
-            for metric in ("recall_at_1", "recall_at_5"):
-                won = sum(ours[k][metric] > theirs[k][metric] for k in keys)
-                lost = sum(ours[k][metric] < theirs[k][metric] for k in keys)
-                cells.append(f"{won} won, {lost} lost of {len(keys)}, p {sign_test(won, lost):.2f}")
+            won = sum(score(ours[k]) > score(theirs[k]) for k in keys)
+            lost = sum(score(ours[k]) < score(theirs[k]) for k in keys)
+            p = sign_test(won, lost)
+            cells.append(f"{won} won, {lost} lost of {len(keys)}, " + ("p < 0.001" if p < 0.001 else f"p {p:.2f}"))
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def right_article(example: dict) -> float:
+    """1.0 if the paragraph ranked first belongs to the gold paragraph's article, else 0.0."""
+    ranking = example["ranking"]
+    return float(bool(ranking) and article_of(ranking[0]) in {article_of(g) for g in example["gold"]})
 
 
 def _cut(model: OneGenModel, text: str, max_tokens: int) -> str:
