@@ -174,6 +174,8 @@ def test_paired_table_counts_turns_each_system_alone_got_right() -> None:
     far_ahead = _hits("onegen", [(f"c{i}", 1, 1, 1, "A#0") for i in range(12)])
     behind = _hits("minilm-raw", [(f"c{i}", 1, 0, 0, "B#0") for i in range(12)])
     assert format_paired([behind, far_ahead]).splitlines()[2].endswith("| 12 won, 0 lost of 12, p < 0.001 |")
+    eight = _hits("onegen", [(f"c{i}", 1, 1, 1, "A#0") for i in range(8)])  # 2/256: p 0.0078
+    assert format_paired([behind, eight]).splitlines()[2].endswith("| 8 won, 0 lost of 8, p 0.008 |")
 
 
 def test_right_article_looks_at_the_first_ranked_paragraph_only() -> None:

@@ -241,10 +241,14 @@ def format_paired(results: Sequence[SystemResult], against: str = "minilm-raw") 
             keys = [k for k in ours if (k[1] > 0) == follow_up]
             won = sum(score(ours[k]) > score(theirs[k]) for k in keys)
             lost = sum(score(ours[k]) < score(theirs[k]) for k in keys)
-            p = sign_test(won, lost)
-            cells.append(f"{won} won, {lost} lost of {len(keys)}, " + ("p < 0.001" if p < 0.001 else f"p {p:.2f}"))
+            cells.append(f"{won} won, {lost} lost of {len(keys)}, {_p_value(sign_test(won, lost))}")
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _p_value(p: float) -> str:
+    """`p 0.34`, `p 0.004` or `p < 0.001`: small values keep a significant digit."""
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}" if p < 0.01 else f"p {p:.2f}"
 
 
 def right_article(example: dict) -> float:
