@@ -1,7 +1,7 @@
 """Copy a trained LoRA OneGen model into the package as the default, adapter stored in float16.
 
-`python training/configs/ship_default.py runs/default/model onegen_integrations/default`
-(`make default-model` runs it). float16 halves the adapter (about 9 MB); the runtime merges the
+`python training/configs/ship_default.py runs/default-r2/model onegen_integrations/default`
+once `onegen eval` prefers the new model. float16 halves the adapter (about 9 MB); the runtime merges the
 LoRA product in float32 and casts it to the weights' dtype, as for any adapter.
 """
 
