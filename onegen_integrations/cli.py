@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -176,14 +177,24 @@ def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
     chunks = dict(zip(ids, texts))
     stored = store.stored(list(chunks))
     store.add(texts, ids, metadatas, batch_size=args.batch_size)
-    # What an earlier version of these sources held and this one does not (edited or deleted text).
-    removed = sum(len(store.prune({"source": source}, set(chunks))) for source in {m["source"] for m in metadatas})
+    removed = _prune_sources(store, args.paths, {m["source"] for m in metadatas}, set(chunks))
     replaced = sum(id_ in stored and stored[id_][0] != text for id_, text in chunks.items())
     print(
         f"{len(chunks)} documents from {len(sources)} files: {len(chunks) - len(stored)} added, {replaced} replaced, "
         f"{len(stored) - replaced} unchanged, {removed} removed; collection {args.collection!r} holds {store.count()}"
     )
     return 0
+
+
+def _prune_sources(store: ChromaDocumentStore, paths: Sequence[Path], read: set[str], kept: set[str]) -> int:
+    """Remove what the collection holds from `read` sources but not in `kept` (edited or deleted
+    text), and everything from files that were under the directories in `paths` and are gone."""
+    removed = sum(len(store.prune({"source": source}, kept)) for source in read)
+    under = tuple(f"{path}{os.sep}" for path in paths if path.is_dir())
+    if under:
+        gone = sorted(s for s in store.sources() if s.startswith(under) and s not in read and not Path(s).exists())
+        removed += len(store.prune({"source": {"$in": gone}}, set())) if gone else 0
+    return removed
 
 
 def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:

@@ -186,6 +186,15 @@ class ChromaDocumentStore:
         self.delete(stale)
         return stale
 
+    def sources(self) -> set[str]:
+        """Every `source` metadata value in the collection (`onegen index` records each file there)."""
+        found: set[str] = set()
+        step = self.client.get_max_batch_size()
+        for offset in range(0, self.count(), step):
+            metas = self.collection.get(include=["metadatas"], limit=step, offset=offset)["metadatas"]
+            found.update(m["source"] for m in metas if m and isinstance(m.get("source"), str))
+        return found
+
     def stored(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
         """The text and metadata the collection holds for each of `ids` it has."""
         stored: dict[str, tuple[str, dict[str, Any] | None]] = {}

@@ -91,6 +91,26 @@ def test_indexing_edited_files_again_replaces_what_they_held(
     ]
 
 
+def test_files_deleted_from_an_indexed_directory_leave_the_collection(
+    docs: Path, tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.txt"
+    other.write_text("Corvant has a lighthouse.")
+    index(tiny_model, str(docs), str(other), "--db", str(tmp_path / "db"))
+    (docs / "people" / "odile.txt").unlink()
+    (docs / "towns.jsonl").unlink()
+    other.unlink()  # not under a directory indexed again: kept
+    capsys.readouterr()
+
+    assert index(tiny_model, str(docs), "--db", str(tmp_path / "db")) == 0
+
+    assert "1 documents from 1 files: 0 added, 0 replaced, 1 unchanged, 3 removed; collection 'onegen' holds 2" in (
+        capsys.readouterr().out
+    )
+    held = ChromaDocumentStore(tiny_model, path=tmp_path / "db").collection.get(include=["metadatas"])
+    assert sorted(m["source"] for m in held["metadatas"]) == sorted([str(docs / "institute.md"), str(other)])
+
+
 def test_a_long_file_is_indexed_as_numbered_chunks(tmp_path: Path, tiny_model: OneGenModel) -> None:
     long_file = tmp_path / "long.txt"
     long_file.write_text(" ".join(f"Fact number {i} is about the river." for i in range(40)))

@@ -259,6 +259,7 @@ def test_prune_deletes_only_matching_documents_not_kept(store: ChromaDocumentSto
     assert sorted(store.prune({"source": "x"}, {"b"})) == ["a", "c"]
 
     assert sorted(store.stored(list("abcde"))) == ["b", "d", "e"]
+    assert store.sources() == {"x", "y"}
 
 
 def test_an_empty_collection_made_elsewhere_is_claimed_for_the_model(
