@@ -189,12 +189,9 @@ def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
 def _prune_sources(store: ChromaDocumentStore, paths: Sequence[Path], read: set[str], kept: set[str]) -> int:
     """Remove what the collection holds from `read` sources but not in `kept` (edited or deleted
     text), and everything from files that were under the directories in `paths` and are gone."""
-    removed = sum(len(store.prune({"source": source}, kept)) for source in read)
     under = tuple(f"{path}{os.sep}" for path in paths if path.is_dir())
-    if under:
-        gone = sorted(s for s in store.sources() if s.startswith(under) and s not in read and not Path(s).exists())
-        removed += len(store.prune({"source": {"$in": gone}}, set())) if gone else 0
-    return removed
+    gone = {s for s in store.sources() if s.startswith(under) and not Path(s).exists()} if under else set()
+    return len(store.prune({"source": {"$in": sorted(read | gone)}}, kept)) if read | gone else 0
 
 
 def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
