@@ -53,3 +53,15 @@ class EmptyStoreError(StoreError):
 
 class InputFileError(OneGenError, ValueError):
     """A file given to `onegen index` cannot be read as documents (the message names file:line)."""
+
+
+class InvalidDocumentError(OneGenError, ValueError):
+    """A text, id or metadata given to the store cannot be stored as it is (nothing was written)."""
+
+
+class StoreWriteError(StoreError):
+    """A write to the store failed partway; what was written is kept and a rerun completes it."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The database cannot be written (file permissions or a read-only mount)."""
