@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from transformers.utils import logging as transformers_logging
 
@@ -27,31 +25,19 @@ from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenEr
 from onegen_integrations.evaluation.datasets import EVAL_ARTICLES, EVAL_DIALOGUES, EVAL_SINGLE
 from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
+from onegen_integrations.ingest import index_paths
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from onegen_integrations.session import OneGenSession
-from onegen_integrations.splitter import TextSplitter
 from onegen_integrations.store import (
     DEFAULT_COLLECTION,
     DEFAULT_PATH,
     SQLITE_FILE,
     ChromaDocumentStore,
-    content_id,
 )
 
-TEXT_SUFFIXES = (".txt", ".md")
-JSONL_SUFFIX = ".jsonl"
 DEMO_DB = ".onegen/demo-db"
 DEMO_COLLECTION = "demo"
 PREVIEW_CHARS = 60
-
-
-@dataclass(frozen=True)
-class SourceDocument:
-    """One document read from a file, before splitting; `id` is None for content ids."""
-
-    text: str
-    id: str | None
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def main(argv: Sequence[str] | None = None, *, model: OneGenModel | None = None) -> int:
@@ -85,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--chunk-tokens", type=int, default=256, help="longer documents are split (default 256)")
     index.add_argument("--overlap", type=int, default=32, help="tokens repeated between chunks (default 32)")
     index.add_argument("--batch-size", type=int, default=32, help="documents embedded at once (default 32)")
+    index.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="under a directory, also index links that lead out of it (by default they are skipped and named)",
+    )
     index.set_defaults(run=_index)
 
     ask = commands.add_parser("ask", help="answer one question, streaming")
@@ -166,32 +157,19 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    sources = _source_files(args.paths)
-    if not sources:
-        raise InputFileError(f"no .txt, .md or .jsonl files in {', '.join(map(str, args.paths))}")
-    documents = [doc for path in sources for doc in _read_documents(path)]
     model = model or _load_model(args.model)
-    splitter = TextSplitter(model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
-    store = _open_store(args, model)
-    texts, ids, metadatas = _chunks(documents, splitter)
-    chunks = dict(zip(ids, texts))
-    stored = store.stored(list(chunks))
-    store.add(texts, ids, metadatas, batch_size=args.batch_size)
-    removed = _prune_sources(store, args.paths, {m["source"] for m in metadatas}, set(chunks))
-    replaced = sum(id_ in stored and stored[id_][0] != text for id_, text in chunks.items())
-    print(
-        f"{len(chunks)} documents from {len(sources)} files: {len(chunks) - len(stored)} added, {replaced} replaced, "
-        f"{len(stored) - replaced} unchanged, {removed} removed; collection {args.collection!r} holds {store.count()}"
+    report = index_paths(
+        _open_store(args, model),
+        args.paths,
+        chunk_tokens=args.chunk_tokens,
+        overlap_tokens=args.overlap,
+        batch_size=args.batch_size,
+        follow_symlinks=args.follow_symlinks,
     )
+    for skipped in report.skipped:
+        print(f"onegen: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    print(report.summary())
     return 0
-
-
-def _prune_sources(store: ChromaDocumentStore, paths: Sequence[Path], read: set[str], kept: set[str]) -> int:
-    """Remove what the collection holds from `read` sources but not in `kept` (edited or deleted
-    text), and everything from files that were under the directories in `paths` and are gone."""
-    under = tuple(f"{path}{os.sep}" for path in paths if path.is_dir())
-    gone = {s for s in store.sources() if s.startswith(under) and not Path(s).exists()} if under else set()
-    return len(store.prune({"source": {"$in": sorted(read | gone)}}, kept)) if read | gone else 0
 
 
 def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
@@ -202,13 +180,11 @@ def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
 
 def _chat(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    if args.script is not None and not args.script.is_file():
-        raise InputFileError(f"no script at {args.script}: give a file with one message per line")
+    script = _read_script(args.script) if args.script is not None else None
     model = model or _load_model(args.model)
     session = _session(model, _chat_store(args, model), args)
-    if args.script is not None:
-        with args.script.open(encoding="utf-8") as script:
-            _scripted_chat(session, script)
+    if script is not None:
+        _scripted_chat(session, script)
     elif sys.stdin.isatty():
         _interactive_chat(session)
     else:
@@ -285,7 +261,7 @@ def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:
         # One collection per model: a demo database left by an earlier default model stays valid.
         collection = f"{DEMO_COLLECTION}-{model.fingerprint}"
         store = ChromaDocumentStore(model, path=args.db, collection=collection)
-        store.add(*_chunks(list(_read_documents(corpus)), TextSplitter(model)))
+        index_paths(store, [corpus], show_progress=False)
         print(f"demo corpus: {store.count()} documents in {args.db} (collection {collection!r})")
         with script.open(encoding="utf-8") as lines:
             _scripted_chat(_session(model, store, args), lines)
@@ -346,7 +322,21 @@ def _session(model: OneGenModel, store: ChromaDocumentStore | None, args: argpar
     return model.session(retriever=store, **options)
 
 
-def _scripted_chat(session: OneGenSession, lines: TextIO) -> None:
+def _read_script(path: Path) -> list[str]:
+    """The lines of a `--script` file, read whole before the model loads."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as error:
+        raise InputFileError(f"no script at {path}: give a file with one message per line") from error
+    except UnicodeDecodeError as error:
+        raise InputFileError(
+            f"{path}: not UTF-8 text (byte {error.start}); a script is a text file with one message per line"
+        ) from error
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot be read ({error.strerror})") from error
+
+
+def _scripted_chat(session: OneGenSession, lines: Iterable[str]) -> None:
     """Run each non-blank line as a user message, echoing it as `you> ...`."""
     for line in lines:
         message = line.strip()
@@ -427,87 +417,3 @@ def _usage_line(done: DoneEvent) -> str:
         f"prompt {usage.prompt_tokens}, inserted {usage.inserted_tokens}, cached {usage.cached_tokens}; "
         f"finish: {done.finish_reason}]"
     )
-
-
-def _source_files(paths: Sequence[Path]) -> list[Path]:
-    """The files to index: given files, and supported files found under given directories."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            # Hidden directories (.git, .venv, the database itself) hold no user documents.
-            found += sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix in (*TEXT_SUFFIXES, JSONL_SUFFIX)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        elif path.is_file():
-            if path.suffix not in (*TEXT_SUFFIXES, JSONL_SUFFIX):
-                raise InputFileError(f"{path}: unsupported file type; give .txt, .md or .jsonl files")
-            found.append(path)
-        else:
-            raise InputFileError(f"{path}: no such file or directory")
-    return found
-
-
-def _read_documents(path: Path) -> Iterator[SourceDocument]:
-    """The documents of one file: the whole text of .txt/.md, one per line of .jsonl."""
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(f"{path}: cannot be read as UTF-8 text ({error})") from error
-    if path.suffix != JSONL_SUFFIX:
-        yield SourceDocument(content, None, {"source": str(path)})
-        return
-    for number, line in enumerate(content.splitlines(), start=1):
-        if line.strip():
-            yield _jsonl_document(path, number, line)
-
-
-def _jsonl_document(path: Path, number: int, line: str) -> SourceDocument:
-    """One .jsonl line: `text`, an optional `id`, every other key kept as metadata."""
-    where = f"{path}:{number}"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise InputFileError(f"{where}: not valid JSON ({error.msg}); fix or remove that line") from error
-    if not isinstance(record, dict):
-        raise InputFileError(f'{where}: expected a JSON object like {{"text": "..."}}')
-    text = record.pop("text", None)
-    if not isinstance(text, str) or not text.strip():
-        raise InputFileError(f'{where}: needs a non-empty string "text"')
-    id_ = record.pop("id", None)
-    if id_ is not None and (not isinstance(id_, (str, int)) or id_ == ""):
-        raise InputFileError(f'{where}: "id" must be a non-empty string or a number')
-    # Chroma metadata holds only scalars: keep nested values as JSON text.
-    metadata = {
-        key: value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
-        for key, value in record.items()
-        if value is not None
-    }
-    metadata.setdefault("source", str(path))
-    return SourceDocument(text, None if id_ is None else str(id_), metadata)
-
-
-def _chunks(
-    documents: Sequence[SourceDocument], splitter: TextSplitter
-) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """Texts, ids and metadata to add: each document, split when longer than a chunk.
-
-    Chunk `i` of a document with an id gets the id `"{id}#{i}"` (the id alone when the
-    document is one chunk); documents without an id get content ids.
-    """
-    texts: list[str] = []
-    ids: list[str] = []
-    metadatas: list[dict[str, Any]] = []
-    for doc in documents:
-        chunks = splitter.split(doc.text)
-        for i, chunk in enumerate(chunks):
-            texts.append(chunk)
-            if doc.id is None:
-                ids.append(content_id(chunk))
-            else:
-                ids.append(doc.id if len(chunks) == 1 else f"{doc.id}#{i}")
-            metadatas.append({**doc.metadata, "chunk": i})
-    return texts, ids, metadatas

@@ -32,9 +32,11 @@ from onegen_integrations.default_model import (
     SHIPPED_MODEL_DIR,
     default_model_dir,
 )
+from onegen_integrations.encoding import TextEncoder
 from onegen_integrations.errors import (
     DocumentTooLongError,
     EmptyTextError,
+    InvalidDocumentError,
     ModelNotFoundError,
     ModelNotOneGenError,
 )
@@ -96,6 +98,8 @@ class OneGenModel:
             )
         self.hf_model = model.eval()
         self.tokenizer = tokenizer
+        self.text = TextEncoder(tokenizer)
+        """Token ids of outside text (always plain) and of the engine's markup."""
         self.lock = threading.RLock()
         """Held around every forward pass: callers on other threads wait their turn."""
         self._decoder = model.get_decoder()
@@ -210,8 +214,9 @@ class OneGenModel:
         return digest.hexdigest()[:16]
 
     def tokenize(self, text: str) -> list[int]:
-        """Token ids of `text` with no BOS or other added tokens."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Token ids of `text` as plain text: no BOS, and a special token's spelling in it
+        (`[RQ]`, `<|im_end|>`) stays ordinary text, never a control token."""
+        return self.text.plain(text)
 
     def count_tokens(self, text: str) -> int:
         """How many tokens `text` takes."""
@@ -253,9 +258,11 @@ class OneGenModel:
         limit = max_tokens or self.context_window
         encoded = []
         for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(text, str):
+                raise InvalidDocumentError(f"text {i} is {type(text).__name__}, not a string: pass text")
+            if not text.strip():
                 raise EmptyTextError(f"text {i} is empty: remove it before embedding")
-            ids = self.tokenize(template.replace("{text}", text))
+            ids = self.text.fill(template, text)
             if len(ids) > limit:
                 raise DocumentTooLongError(
                     f"text {i} has {len(ids)} tokens, more than the {limit} the model embeds "

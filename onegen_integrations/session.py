@@ -14,6 +14,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -117,10 +118,17 @@ class OneGenSession:
         self.dropped_turns = 0
         """How many of the oldest turns were dropped to fit the context window."""
         self._fed = 0
-        self.reset()
+        self._clear()
 
     def reset(self) -> None:
-        """Forget the dialogue: an empty cache with only the system preamble pending."""
+        """Forget the dialogue: an empty cache with only the system preamble pending.
+
+        Raises `SessionBusyError` while a turn is streaming (the turn owns the cache).
+        """
+        with self._exclusive("reset it"):
+            self._clear()
+
+    def _clear(self) -> None:
         self._cache = self.model.new_cache()
         self._preamble = self._format.preamble()
         self._turns: list[_Turn] = []
@@ -144,8 +152,10 @@ class OneGenSession:
         """Append a finished exchange (e.g. from a framework's message history) without
         generating. Its tokens are fed with the next message, in the same forward call.
         `user` may be empty (a dialogue that opens with the assistant's greeting)."""
-        if self._busy.locked():
-            raise SessionBusyError("this session is answering a message; add history before or after")
+        with self._exclusive("add history"):
+            self._add_turn(user, answer)
+
+    def _add_turn(self, user: str, answer: str) -> None:
         history = self.messages
         if self._turns:
             self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
@@ -158,8 +168,9 @@ class OneGenSession:
         roles = [m["role"] for m in messages]
         if len(roles) % 2 or roles != ["user", "assistant"] * (len(roles) // 2):
             raise ValueError("history must alternate user and assistant messages, starting with a user message")
-        for user, answer in zip(messages[::2], messages[1::2]):
-            self.add_turn(user["content"], answer["content"])
+        with self._exclusive("load history"):
+            for user, answer in zip(messages[::2], messages[1::2]):
+                self._add_turn(user["content"], answer["content"])
 
     def ask(self, message: str, **overrides: object) -> DoneEvent:
         """Run one turn to the end and return its `DoneEvent`."""
@@ -186,13 +197,19 @@ class OneGenSession:
         return self._locked_turn(message, options)
 
     def _locked_turn(self, message: str, options: GenerationOptions) -> Iterator[Event]:
+        with self._exclusive("send the next message"):
+            yield from self._turn(message, options)
+
+    @contextmanager
+    def _exclusive(self, action: str) -> Iterator[None]:
+        """Hold the session for one change of its dialogue; refuse while another holds it."""
         if not self._busy.acquire(blocking=False):
             raise SessionBusyError(
-                "this session is already answering a message; give each caller its own "
-                "session (model.session(...)) — they share the weights, not the cache"
+                f"this session is already answering a message: {action} once that turn has ended, "
+                "or give each caller its own session (model.session(...)); they share the weights, not the cache"
             )
         try:
-            yield from self._turn(message, options)
+            yield
         finally:
             self._busy.release()
 
@@ -310,9 +327,7 @@ class OneGenSession:
         return [self.model.query_token_id]
 
     def _passage(self, hit: Hit, max_tokens: int) -> list[int]:
-        body = self.model.tokenize(hit.text)[:max_tokens]
-        opener, closer = self.model.config.passage_template.split("{text}")
-        return self._format.tokenize(opener) + body + self._format.tokenize(closer)
+        return self.model.text.fill(self.model.config.passage_template, hit.text, limit=max_tokens)
 
     def _sample(self, hidden: torch.Tensor, generated: list[int], retrievals: int, options: GenerationOptions) -> int:
         logits = self.model.logits(hidden)

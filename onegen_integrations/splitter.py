@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from onegen_integrations.encoding import TextEncoder
 from onegen_integrations.model import OneGenModel
 
 # A paragraph ends at a blank line; inside one, a sentence ends after . ! or ? followed by
@@ -30,7 +31,8 @@ class TextSplitter:
     Chunks are packed greedily from whole sentences, and a chunk ends at a paragraph break
     instead when one lies in its second half. The next chunk repeats the previous chunk's
     trailing sentences, up to `overlap_tokens`. A sentence longer than a chunk is cut into
-    token windows. Chunks are exact slices of the input, counted with the model's tokenizer.
+    token windows. Chunks are exact slices of the input, counted with the model's tokenizer
+    as plain text (the way documents are embedded).
 
     Example:
         splitter = TextSplitter(model, chunk_tokens=256, overlap_tokens=32)
@@ -49,16 +51,14 @@ class TextSplitter:
             raise ValueError(
                 f"overlap_tokens must be from 0 to chunk_tokens - 1 ({chunk_tokens - 1}), got {overlap_tokens}"
             )
-        tokenizer = getattr(tokenizer_or_model, "tokenizer", tokenizer_or_model)
-        if not getattr(tokenizer, "is_fast", False):
-            raise TypeError("TextSplitter needs a fast (Rust) tokenizer: it maps tokens back to characters")
-        self.tokenizer: PreTrainedTokenizerBase = tokenizer
+        model_text = getattr(tokenizer_or_model, "text", None)
+        self.text = model_text if isinstance(model_text, TextEncoder) else TextEncoder(tokenizer_or_model)
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
 
     def count_tokens(self, text: str) -> int:
-        """How many tokens `text` takes, with no special tokens added."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """How many tokens `text` takes as plain text, with no special tokens added."""
+        return len(self.text.plain(text))
 
     def split(self, text: str) -> list[str]:
         """The chunks of `text`, in order; `[]` for empty or blank text."""
@@ -91,9 +91,7 @@ class TextSplitter:
         to more tokens than that (merges differ at its edges) is shortened until it fits.
         """
         size = self.overlap_tokens or self.chunk_tokens
-        offsets = self.tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True)[
-            "offset_mapping"
-        ]
+        offsets = self.text.plain_offsets(text[start:end])
         windows = []
         first = 0
         while first < len(offsets):

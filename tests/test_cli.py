@@ -14,7 +14,8 @@ import pytest
 
 from onegen_integrations.cli import main
 from onegen_integrations.model import OneGenModel
-from onegen_integrations.store import ChromaDocumentStore, content_id
+from onegen_integrations.ingest import FILE_KEY, file_content_id
+from onegen_integrations.store import ChromaDocumentStore
 from tests.conftest import make_tiny_model
 
 USAGE_LINE = re.compile(
@@ -54,9 +55,10 @@ def test_index_reads_every_supported_file_and_reports_counts(
     store = ChromaDocumentStore(tiny_model, path=tmp_path / "db", collection="docs")
     hit = store.search(tiny_model.embed_documents(["Selbrook lies on the River Tamsey."])[0], k=1)[0]
     assert hit.id == "selbrook"
-    assert hit.metadata == {"title": "Selbrook", "source": str(docs / "towns.jsonl"), "chunk": 0}
+    towns = str(docs / "towns.jsonl")
+    assert hit.metadata == {"title": "Selbrook", "source": towns, FILE_KEY: towns, "chunk": 0}
     corvant = store.search(tiny_model.embed_documents(["Corvant is a port city."])[0], k=1)[0]
-    assert (corvant.id, corvant.metadata["tags"]) == (content_id("Corvant is a port city."), '["port", "city"]')
+    assert (corvant.id, corvant.metadata["tags"]) == (file_content_id(towns, "Corvant is a port city."), '["port", "city"]')
 
 
 def test_indexing_again_skips_every_document(

@@ -32,7 +32,7 @@ def test_batched_embeddings_equal_one_at_a_time(tiny_model):
 
 
 def test_document_vector_is_the_post_norm_state_at_the_document_token(tiny_model):
-    ids = tiny_model.tokenize(TEXTS[0] + "[RD]")
+    ids = tiny_model.text.fill(tiny_model.config.document_template, TEXTS[0])
     assert ids[-1] == tiny_model.document_token_id
     with torch.no_grad():
         state = tiny_model.hf_model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0, -1]

@@ -81,7 +81,7 @@ class OneGenCollator:
         self.eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_id
-        self._doc_suffix = self.format.tokenize(config.document_template.split("{text}", 1)[1])
+        self._doc_suffix = self.format.text.markup(config.document_template.split("{text}", 1)[1])
         self._doc_cache: dict[str, list[int]] = {}
 
     def encode(self, record: Record) -> Example:
@@ -100,21 +100,20 @@ class OneGenCollator:
             add(fmt.user_turn(history, user.content), learn=False)
             segments = answer.content.split(marker)
             for index, segment in enumerate(segments):
-                add(fmt.tokenize(segment), learn=True)
+                add(fmt.text.plain(segment), learn=True)
                 if index == len(segments) - 1:
                     break
                 retrieval = answer.retrievals[index]
                 queries.append(Query(retrieval.positives, self._hard(retrieval.negatives), position=len(ids)))
                 add([self.query_id], learn=True)
                 for doc_id in retrieval.positives:
-                    passage = self.config.passage_template.replace("{text}", self.docs[doc_id])
-                    add(fmt.tokenize(passage), learn=False)
+                    add(fmt.text.fill(self.config.passage_template, self.docs[doc_id]), learn=False)
             add([self.eos_id], learn=True)
             add(fmt.assistant_close(ended_with_eos=True), learn=False)
             if self.standalone_queries and answer.retrievals:
                 text = getattr(user, "original", None) or user.content
                 first = answer.retrievals[0]
-                row = fmt.tokenize(self.config.query_template.replace("{text}", text))
+                row = fmt.text.fill(self.config.query_template, text)
                 queries.append(Query(first.positives, self._hard(first.negatives), tokens=row))
             history += [{"role": "user", "content": user.content}, {"role": "assistant", "content": answer.content}]
         return Example(ids, labels, queries)
@@ -125,8 +124,7 @@ class OneGenCollator:
     def document_tokens(self, doc_id: str) -> list[int]:
         """Token ids of a document row `"{text}[RD]"`, cut to `max_doc_tokens` before the suffix."""
         if doc_id not in self._doc_cache:
-            text = self.config.document_template.replace("{text}", self.docs[doc_id])
-            tokens = self.format.tokenize(text)
+            tokens = self.format.text.fill(self.config.document_template, self.docs[doc_id])
             if len(tokens) > self.max_doc_tokens:
                 keep = self.max_doc_tokens - len(self._doc_suffix)
                 tokens = tokens[: keep] + self._doc_suffix

@@ -24,7 +24,7 @@ def test_history_is_fed_exactly_as_the_chat_template_renders_the_conversation(ch
     rendered = chat.load_model().tokenizer.apply_chat_template(
         [{"role": roles[type(m)], "content": m.text} for m in messages], tokenize=False, add_generation_prompt=True
     )
-    expected = chat.load_model().tokenize(rendered)
+    expected = chat.load_model().text.markup(rendered)
     assert session.token_ids[: len(expected)] == expected
 
 

@@ -36,7 +36,7 @@ def test_retrieval_searches_with_the_rq_hidden_state_and_never_embeds_the_questi
         {"role": "user", "content": "Who founded the Varenne Institute?"},
     ]
     prompt = model.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    np.testing.assert_allclose(vectors[0], rq_state(model, [*model.tokenize(prompt), model.query_token_id]), atol=1e-4)
+    np.testing.assert_allclose(vectors[0], rq_state(model, [*model.text.markup(prompt), model.query_token_id]), atol=1e-4)
 
 
 def test_callbacks_see_the_retrieval_as_a_child_run_with_its_documents(chain: OneGenRAGChain) -> None:
@@ -73,7 +73,7 @@ def test_history_is_in_the_cache_when_the_rq_state_is_computed(chain: OneGenRAGC
         {"role": "user", "content": "Where was she born?"},
     ]
     prompt = model.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    np.testing.assert_allclose(vectors[0], rq_state(model, [*model.tokenize(prompt), model.query_token_id]), atol=1e-4)
+    np.testing.assert_allclose(vectors[0], rq_state(model, [*model.text.markup(prompt), model.query_token_id]), atol=1e-4)
 
 
 @pytest.mark.parametrize("question", ["", "   ", {"question": ""}])

@@ -42,7 +42,7 @@ def test_chat_feeds_the_history_in_the_chat_template(model):
     rendered = model.tokenizer.apply_chat_template(
         [{"role": m.role.value, "content": m.content} for m in HISTORY], tokenize=False, add_generation_prompt=True
     )
-    prompt = model.tokenize(rendered)
+    prompt = model.text.markup(rendered)
     assert session.token_ids[: len(prompt)] == prompt
     assert OneGenLLM(model, max_new_tokens=4).chat(HISTORY).message.content == done.text
 
