@@ -25,7 +25,7 @@ from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenEr
 from onegen_integrations.evaluation.datasets import EVAL_ARTICLES, EVAL_DIALOGUES, EVAL_SINGLE
 from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
-from onegen_integrations.ingest import index_paths
+from onegen_integrations.ingest import index_chunks, index_paths, read_paths
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from onegen_integrations.session import OneGenSession
 from onegen_integrations.store import (
@@ -158,14 +158,10 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
 
 def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
     model = model or _load_model(args.model)
-    report = index_paths(
-        _open_store(args, model),
-        args.paths,
-        chunk_tokens=args.chunk_tokens,
-        overlap_tokens=args.overlap,
-        batch_size=args.batch_size,
-        follow_symlinks=args.follow_symlinks,
+    read = read_paths(
+        args.paths, model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap, follow_symlinks=args.follow_symlinks
     )
+    report = index_chunks(_open_store(args, model), read, batch_size=args.batch_size)
     for skipped in report.skipped:
         print(f"onegen: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     print(report.summary())

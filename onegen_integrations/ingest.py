@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from onegen_integrations.errors import InputFileError
+from onegen_integrations.model import OneGenModel
 from onegen_integrations.splitter import TextSplitter
 from onegen_integrations.store import ChromaDocumentStore, content_id
 
@@ -86,6 +87,17 @@ class IndexReport:
         )
 
 
+@dataclass(frozen=True)
+class SourceChunks:
+    """Files read and chunked, ready for `index_chunks`: nothing is stored yet."""
+
+    files: list[Path]
+    skipped: list[SkippedFile]
+    directories: list[Path]
+    """The directories given: files once under them and now gone are pruned."""
+    chunks: Chunks
+
+
 def index_paths(
     store: ChromaDocumentStore,
     paths: Sequence[str | Path],
@@ -96,37 +108,61 @@ def index_paths(
     follow_symlinks: bool = False,
     show_progress: bool = True,
 ) -> IndexReport:
-    """Index files and directories into `store`; return what changed.
+    """Index files and directories into `store`; return what changed (`read_paths`, then
+    `index_chunks`)."""
+    read = read_paths(
+        paths, store.model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens, follow_symlinks=follow_symlinks
+    )
+    return index_chunks(store, read, batch_size=batch_size, show_progress=show_progress)
 
-    Every file is read, chunked and checked before the first write, so a bad record stops
-    the run with nothing changed. Then new and edited chunks are embedded, and what the
-    files read no longer hold is removed, as is everything from files that were under the
-    given directories and are gone. A rerun after an interruption embeds only what is missing.
+
+def read_paths(
+    paths: Sequence[str | Path],
+    model: OneGenModel,
+    *,
+    chunk_tokens: int = 256,
+    overlap_tokens: int = 32,
+    follow_symlinks: bool = False,
+) -> SourceChunks:
+    """Find, read and chunk every file under `paths`, checking every record.
+
+    Raises `InputFileError` naming `file:line` for the first record that cannot be indexed,
+    before anything is written anywhere.
     """
     paths = [Path(p) for p in paths]
     files, skipped = find_files(paths, follow_symlinks=follow_symlinks)
     if not files:
         raise InputFileError(f"no .txt, .md or .jsonl files in {', '.join(map(str, paths))}")
     documents = [doc for path in files for doc in read_documents(path)]
-    splitter = TextSplitter(store.model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
-    chunks = chunk_documents(documents, splitter)
-    read = {file_key(path) for path in files}
-    gone = _gone_files(store, paths)
+    splitter = TextSplitter(model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
+    return SourceChunks(files, skipped, [p for p in paths if p.is_dir()], chunk_documents(documents, splitter))
+
+
+def index_chunks(
+    store: ChromaDocumentStore, read: SourceChunks, *, batch_size: int = 32, show_progress: bool = True
+) -> IndexReport:
+    """Store what `read_paths` read: embed new and edited chunks, then prune.
+
+    What the files read no longer hold is removed, as is everything from files that were
+    under the given directories and are gone. A rerun after an interruption embeds only
+    what is missing.
+    """
+    chunks = read.chunks
+    owners = {file_key(path) for path in read.files} | _gone_files(store, read.directories)
     unique = dict(zip(chunks.ids, chunks.texts))
     stored = store.stored(list(unique))
-    _check_owners(chunks, stored, read | gone)
+    _check_owners(chunks, stored, owners)
     store.add(chunks.texts, chunks.ids, chunks.metadatas, batch_size=batch_size, show_progress=show_progress)
-    owners = sorted(read | gone)
-    removed = len(store.prune({FILE_KEY: {"$in": owners}}, set(unique))) if owners else 0
+    removed = len(store.prune({FILE_KEY: {"$in": sorted(owners)}}, set(unique)))
     replaced = sum(id_ in stored and stored[id_][0] != text for id_, text in unique.items())
     return IndexReport(
-        files=len(files),
+        files=len(read.files),
         documents=len(unique),
         added=len(unique) - len(stored),
         replaced=replaced,
         unchanged=len(stored) - replaced,
         removed=removed,
-        skipped=skipped,
+        skipped=read.skipped,
         collection=store.collection_name,
         total=store.count(),
     )
@@ -305,9 +341,9 @@ def _check_owners(chunks: Chunks, stored: dict[str, tuple[str, dict[str, Any] | 
             )
 
 
-def _gone_files(store: ChromaDocumentStore, paths: Sequence[Path]) -> set[str]:
-    """Files the collection holds chunks of that were under a directory in `paths` and are gone."""
-    roots = tuple(os.path.join(os.path.abspath(path), "") for path in paths if path.is_dir())
+def _gone_files(store: ChromaDocumentStore, directories: Sequence[Path]) -> set[str]:
+    """Files the collection holds chunks of that were under one of `directories` and are gone."""
+    roots = tuple(os.path.join(os.path.abspath(path), "") for path in directories)
     if not roots:
         return set()
     return {key for key in store.metadata_values(FILE_KEY) if key.startswith(roots) and not os.path.lexists(key)}
