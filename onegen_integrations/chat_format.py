@@ -31,13 +31,16 @@ class ChatFormat:
     Args:
         tokenizer: a tokenizer with a chat template.
         system_prompt: the system message opening every dialogue (None or "" for none).
+        text: the tokenizer's `TextEncoder`, when one is built already (a model's `text`).
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None, text: TextEncoder | None = None
+    ) -> None:
         if not tokenizer.chat_template:
             raise OneGenError("the tokenizer has no chat template; set tokenizer.chat_template")
         self.tokenizer = tokenizer
-        self.text = TextEncoder(tokenizer)
+        self.text = text or TextEncoder(tokenizer)
         """Plain and markup token ids (message text is always plain)."""
         self.system: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
         closed = self._render(self.system + [{"role": "user", "content": "q"}, {"role": "assistant", "content": _SENTINEL}])

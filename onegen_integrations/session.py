@@ -110,7 +110,8 @@ class OneGenSession:
         self.options = _validated(GenerationOptions(**options))  # type: ignore[arg-type]
         self.context_window = min(context_window or model.context_window, model.context_window)
         self.logits_processor = logits_processor
-        self._format = ChatFormat(model.tokenizer, model.config.system_prompt if system_prompt is None else system_prompt)
+        system = model.config.system_prompt if system_prompt is None else system_prompt
+        self._format = ChatFormat(model.tokenizer, system, model.text)
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._busy = threading.Lock()
         self._eos_ids = _eos_ids(model)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--base-model", default="default")
     bench.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "train" and any("=" not in item for item in args.set):
+        parser.error(f"--set takes KEY=VALUE, got {next(i for i in args.set if '=' not in i)!r}")
+    from training.checkpoint import CheckpointError
+    from training.data import DataFormatError
+
+    try:
+        return _run(args)
+    except (DataFormatError, CheckpointError) as error:  # their messages say what to do: no traceback
+        print(f"error: {error}", file=sys.stderr)
+    except IsADirectoryError as error:
+        print(f"error: {error.filename} is a directory: give the path of a file", file=sys.stderr)
+    except FileNotFoundError as error:
+        # a path the user got wrong; errors of our own (ModelNotFoundError) carry a fuller message
+        missing = error.filename and str(error).startswith("[Errno")
+        print(f"error: {error.filename}: no such file or directory: check the path" if missing else f"error: {error}",
+              file=sys.stderr)
+    return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         return _train(args)
     if args.command == "convert":
@@ -74,7 +95,11 @@ def _train(args: argparse.Namespace) -> int:
     from training.trainer import Trainer
 
     overrides = dict(item.split("=", 1) for item in args.set)
-    config = TrainConfig.from_yaml(args.config, {k: yaml.safe_load(v) for k, v in overrides.items()})
+    try:
+        config = TrainConfig.from_yaml(args.config, {k: yaml.safe_load(v) for k, v in overrides.items()})
+    except (yaml.YAMLError, ValidationError) as error:
+        print(f"error: {args.config} is not a valid training config (fields: training/config.py): {error}", file=sys.stderr)
+        return 1
     print(f"model written to {Trainer(config).train()}")
     return 0
 
@@ -103,12 +128,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from training.data import DataFormatError, load_documents, load_records
+    from training.data import load_documents, load_records
 
-    try:
-        records = load_records(args.records, load_documents(args.docs))
-    except DataFormatError as error:
-        print(error, file=sys.stderr)
-        return 1
+    records = load_records(args.records, load_documents(args.docs))
     print(f"{args.records}: {len(records)} valid records")
     return 0

@@ -17,12 +17,14 @@ record or a message (such as a follow-up's unedited `original` question), are ke
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from onegen_integrations.config import OneGenTokens
 
@@ -68,16 +70,39 @@ class Record(BaseModel):
     """Alternating user and assistant messages, starting with a user message."""
 
 
+@dataclass(frozen=True)
+class UnreadableLine:
+    """A line of a JSONL file that is not UTF-8 JSON; `reason` says why and what to do."""
+
+    reason: str
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield `(line number, value)` for every non-empty line of a JSONL file; a line that is
-    not JSON yields its `json.JSONDecodeError` as the value, so callers can report every line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as error:
-                    yield number, error
+    """Yield `(line number, value)` for every non-blank line of a JSONL file; a line that is
+    not UTF-8 JSON yields an `UnreadableLine` as the value, so callers can report every line."""
+    offset = 0
+    with open(path, "rb") as handle:  # bytes, so that one badly encoded line cannot hide the rest
+        for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):  # Windows editors add one; it is not data
+                raw, start = raw[len(codecs.BOM_UTF8) :], start + len(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad = raw[error.start : error.end]
+                yield number, UnreadableLine(
+                    f"not valid UTF-8 (byte {bad!r} at byte offset {start + error.start} of the file): "
+                    "re-save the file as UTF-8"
+                )
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, UnreadableLine(f"not valid JSON ({error.msg} at column {error.colno})")
+            except (ValueError, RecursionError) as error:  # over-long integers, absurd nesting
+                yield number, UnreadableLine(f"not valid JSON ({error})")
 
 
 def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) -> int:
@@ -94,52 +119,75 @@ def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) ->
 
 
 def load_documents(path: str | Path) -> dict[str, str]:
-    """Read `docs.jsonl` into `{id: text}`, rejecting missing fields and duplicate ids."""
+    """Read `docs.jsonl` into `{id: text}`; raise `DataFormatError` listing every bad line
+    (not JSON, missing or non-string fields, duplicate ids) or naming an empty file."""
     docs: dict[str, str] = {}
-    problems = []
+    problems, lines = [], 0
     for number, row in read_jsonl(path):
-        if isinstance(row, json.JSONDecodeError):
-            problems.append(f"{path}:{number}: not valid JSON ({row.msg})")
+        lines += 1
+        if isinstance(row, UnreadableLine):
+            problems.append(f"{path}:{number}: {row.reason}")
             continue
-        doc_id, text = (row.get("id"), row.get("text")) if isinstance(row, dict) else (None, None)
+        if not isinstance(row, dict):
+            problems.append(f"{path}:{number}: a document must be a JSON object, not {_kind(row)}")
+            continue
+        doc_id, text = row.get("id"), row.get("text")
         if not isinstance(doc_id, str) or not doc_id:
-            problems.append(f"{path}:{number}: 'id' must be a non-empty string")
+            problems.append(f"{path}:{number}: 'id' must be a non-empty string, not {_kind(doc_id)}")
         elif not isinstance(text, str) or not text.strip():
-            problems.append(f"{path}:{number}: document {doc_id!r} has no 'text'")
+            problems.append(f"{path}:{number}: document {doc_id!r} has no 'text' (a non-empty string)")
         elif doc_id in docs:
             problems.append(f"{path}:{number}: duplicate document id {doc_id!r}")
         else:
             docs[doc_id] = text
+    if not lines:
+        raise _empty(path, 'one document a line: {"id": "doc-1", "text": "..."}')
     _raise_if(problems)
     return docs
 
 
 def load_records(path: str | Path, docs: dict[str, str], tokens: OneGenTokens | None = None) -> list[Record]:
-    """Read and validate `train.jsonl`; raise `DataFormatError` listing every bad line."""
+    """Read and validate `train.jsonl`; raise `DataFormatError` listing every bad line or naming
+    an empty file."""
     tokens = tokens or OneGenTokens()
-    records, problems = [], []
+    records, problems, lines = [], [], 0
     for number, row in read_jsonl(path):
+        lines += 1
         reasons = record_problems(row, docs, tokens)
-        if reasons:
-            problems += [f"{path}:{number}: {reason}" for reason in reasons]
-        else:
-            records.append(Record.model_validate(row))
+        if not reasons:
+            try:
+                records.append(Record.model_validate(row))
+            except ValidationError as error:  # a backstop: record_problems checks every field it knows
+                reasons = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+        problems += [f"{path}:{number}: {reason}" for reason in reasons]
+    if not lines:
+        raise _empty(path, "one dialogue a line, as the format in training/README.md says")
     _raise_if(problems)
     return records
 
 
 def record_problems(row: Any, docs: dict[str, str], tokens: OneGenTokens) -> list[str]:
     """Every reason `row` is not a valid record (empty when it is valid)."""
-    if isinstance(row, json.JSONDecodeError):
-        return [f"not valid JSON ({row.msg})"]
-    if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not row["messages"]:
-        return ["a record needs a non-empty 'messages' list"]
-    reserved = [t for t in tokens.all() if t != tokens.query]
+    if isinstance(row, UnreadableLine):
+        return [row.reason]
+    if not isinstance(row, dict):
+        return [f"a record must be a JSON object, not {_kind(row)}"]
     problems = []
-    for index, message in enumerate(row["messages"]):
+    if not isinstance(row.get("id", ""), str):
+        problems.append(f"'id' must be a string, not {_kind(row['id'])}")
+    if not isinstance(row.get("group"), (str, type(None))):
+        problems.append(f"'group' must be a string, not {_kind(row['group'])}")
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return [*problems, "a record needs a non-empty 'messages' list"]
+    reserved = [t for t in tokens.all() if t != tokens.query]
+    for index, message in enumerate(messages):
         where = f"message {index}"
         expected = "user" if index % 2 == 0 else "assistant"
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+        if not isinstance(message, dict):
+            problems.append(f"{where}: a message must be a JSON object, not {_kind(message)}")
+            continue
+        if not isinstance(message.get("content"), str):
             problems.append(f"{where}: needs 'role' and a string 'content'")
             continue
         if message.get("role") != expected:
@@ -149,7 +197,7 @@ def record_problems(row: Any, docs: dict[str, str], tokens: OneGenTokens) -> lis
         retrievals = message.get("retrievals", [])
         markers = content.count(tokens.query)
         if expected == "user":
-            if markers or retrievals:
+            if markers or retrievals != []:
                 problems.append(f"{where}: user messages cannot hold {tokens.query} or retrievals")
             continue
         if not isinstance(retrievals, list) or len(retrievals) != markers:
@@ -158,7 +206,8 @@ def record_problems(row: Any, docs: dict[str, str], tokens: OneGenTokens) -> lis
             continue
         for number, retrieval in enumerate(retrievals):
             problems += [f"{where}, retrieval {number}: {p}" for p in _retrieval_problems(retrieval, docs)]
-    if row["messages"][-1].get("role") != "assistant":
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "assistant":
         problems.append("the last message must be the assistant's")
     return problems
 
@@ -171,9 +220,35 @@ def _retrieval_problems(retrieval: Any, docs: dict[str, str]) -> list[str]:
         return ["'positives' is empty: each retrieval needs at least one document"]
     if not isinstance(negatives, list):
         return ["'negatives' must be a list of document ids"]
+    # ids are hashed below (`in docs`, set()): anything but a string would end in a TypeError
+    problems = [
+        f"'{key}' item {i} must be a document id (a string), not {_kind(d)}"
+        for key, ids in (("positives", positives), ("negatives", negatives))
+        for i, d in enumerate(ids)
+        if not isinstance(d, str)
+    ]
+    if problems:
+        return problems
     problems = [f"unknown document id {d!r} (not in docs.jsonl)" for d in positives + negatives if d not in docs]
-    problems += [f"{d!r} is both a positive and a negative" for d in set(positives) & set(negatives)]
+    problems += [f"{d!r} is both a positive and a negative" for d in sorted(set(positives) & set(negatives))]
     return problems
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value reads in an error message: `a number (5)`, `a list`, `null`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _empty(path: str | Path, expected: str) -> DataFormatError:
+    return DataFormatError(f"{path} holds no records: the file is empty or only blank lines; write {expected}")
 
 
 def _raise_if(problems: list[str], shown: int = 20) -> None:

@@ -20,6 +20,7 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from training.checkpoint import Checkpointed, read_checkpoint, write_checkpoint, writing
 from training.collator import Example, OneGenCollator
 from training.config import TrainConfig
 from training.data import load_documents, load_records
@@ -42,12 +43,15 @@ class TrainingState:
     run_id: str = ""
 
     def state_dict(self) -> dict[str, Any]:
-        """For accelerate's checkpointing."""
+        """For checkpoints (`state.json`)."""
         return asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """For accelerate's checkpointing."""
-        self.step, self.run_id = state["step"], state["run_id"]
+        """From a checkpoint; refuses values of the wrong type rather than training from them."""
+        step, run_id = state["step"], state["run_id"]
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not isinstance(run_id, str):
+            raise ValueError(f"training state needs an integer step >= 0 and a string run_id, got {state!r}")
+        self.step, self.run_id = step, run_id
 
 
 @dataclass
@@ -127,8 +131,12 @@ class Trainer:
         self.scheduler = get_scheduler(config.schedule, optimizer, config.warmup_steps, self.total_steps)
         self.objective, self.optimizer = self.accelerator.prepare(objective, optimizer)
         self.state = TrainingState(run_id=config.run_id or f"{Path(config.output_dir).name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
-        self.accelerator.register_for_checkpointing(self.scheduler, self.state)
-        self.accelerator.register_save_state_pre_hook(self._keep_trainable_weights)
+        # DeepSpeed's engine (and FSDP) own sharded weights and optimizer state and save them with torch.save:
+        # they keep accelerate's save_state/load_state, which unpickle (resume only from a directory you trust)
+        self._sharded = self.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+        if self._sharded:
+            self.accelerator.register_for_checkpointing(self.scheduler, self.state)
+            self.accelerator.register_save_state_pre_hook(self._keep_trainable_weights)
         self.output_dir = Path(config.output_dir)
 
     def train(self) -> Path:
@@ -174,10 +182,15 @@ class Trainer:
         return {f"eval_{k}": v for k, v in scores.items()}
 
     def save_checkpoint(self) -> Path:
-        """Save model, optimizer, scheduler, RNG and step to `checkpoints/step-N`; prune old ones."""
+        """Save trainable weights, optimizer, scheduler, RNG and step to `checkpoints/step-N`
+        (written aside and renamed into place: a kill mid-save keeps the previous ones); prune
+        all but the newest `keep_checkpoints`."""
         path = self.output_dir / CHECKPOINTS / f"step-{self.state.step:08d}"
-        self.accelerator.save_state(str(path))
-        self.accelerator.wait_for_everyone()
+        with writing(path, self.accelerator) as partial:
+            if self._sharded:
+                self.accelerator.save_state(str(partial))
+            else:
+                write_checkpoint(partial, self.accelerator, self._checkpointed())
         if self.accelerator.is_main_process:
             for old in self._checkpoints()[: -self.config.keep_checkpoints]:
                 shutil.rmtree(old)
@@ -223,14 +236,21 @@ class Trainer:
         checkpoints = self._checkpoints()
         if not checkpoints:
             return None
-        self.accelerator.load_state(str(checkpoints[-1]), strict=False)
+        if self._sharded:
+            self.accelerator.load_state(str(checkpoints[-1]), strict=False)
+        else:
+            read_checkpoint(checkpoints[-1], self.accelerator, self._checkpointed())
         return str(checkpoints[-1])
+
+    def _checkpointed(self) -> Checkpointed:
+        return Checkpointed(self.accelerator.unwrap_model(self.objective), self.optimizer, self.scheduler, self.state,
+                            self.accelerator.scaler)
 
     def _checkpoints(self) -> list[Path]:
         return sorted((self.output_dir / CHECKPOINTS).glob("step-*"))
 
     def _keep_trainable_weights(self, models: list[torch.nn.Module], weights: list[dict[str, Any]], _: str) -> None:
-        """Checkpoint only what trains: frozen base weights are rebuilt from the base model."""
+        """Checkpoint only what trains (accelerate's path): frozen base weights are rebuilt from the base model."""
         for model, state in zip(models, weights):
             trainable = {name for name, p in model.named_parameters() if p.requires_grad}
             for name in [n for n in state if n not in trainable]:

@@ -57,6 +57,7 @@ class MiniLMEncoder:
                 truncation=True,
                 max_length=self.max_tokens,
                 return_tensors="pt",
+                split_special_tokens=True,  # a text that spells "[SEP]" stays text, as OneGen's does
             )
             with torch.inference_mode():
                 states = self.model(**batch).last_hidden_state

@@ -38,10 +38,10 @@ def test_sequence_is_built_from_the_runtime_chat_pieces(tokenizer) -> None:
     expected = (
         fmt.preamble()
         + fmt.user_turn([], "Who wrote the first program?")
-        + [rq] + fmt.tokenize(f"<paragraph>{DOCS['a']}</paragraph>") + fmt.tokenize(" Ada did.") + [eos]
+        + [rq] + fmt.text.markup(f"<paragraph>{DOCS['a']}</paragraph>") + fmt.text.markup(" Ada did.") + [eos]
         + fmt.assistant_close(ended_with_eos=True)
         + fmt.user_turn([{"role": "user", "content": "Who wrote the first program?"}, {"role": "assistant", "content": first.content}], "And the bridge?")
-        + fmt.tokenize("It was ") + [rq] + fmt.tokenize(f"<paragraph>{DOCS['b']}</paragraph>") + fmt.tokenize(" Bob.") + [eos]
+        + fmt.text.markup("It was ") + [rq] + fmt.text.markup(f"<paragraph>{DOCS['b']}</paragraph>") + fmt.text.markup(" Bob.") + [eos]
         + fmt.assistant_close(ended_with_eos=True)
     )
     example = collator.encode(record)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from training.cli import main
 from training.converters.dialogue import Reference, dialogues
 from training.converters.hotpot import convert_hotpot
 from training.converters.squad import Article, read_squad, single_hop
@@ -55,6 +56,100 @@ def test_validator_reports_every_bad_record(tmp_path: Path) -> None:
 def test_duplicate_document_ids_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r"docs.jsonl:2: duplicate document id 'd1'"):
         load_documents(write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}, {"id": "d1", "text": "y"}]))
+
+
+def answer(retrieval: dict) -> dict:
+    """A valid one-retrieval record with `retrieval` in place of its retrieval."""
+    return {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "[RQ] a", "retrievals": [retrieval]}]}
+
+
+def test_a_document_id_that_is_not_a_string_is_named_by_line(tmp_path: Path) -> None:
+    rows = [{"id": 5, "text": "x"}, ["d1", "x"], {"id": "d2", "text": 7}]
+    with pytest.raises(DataFormatError) as error:
+        load_documents(write(tmp_path / "docs.jsonl", rows))
+    message = str(error.value)
+    assert "docs.jsonl:1: 'id' must be a non-empty string, not a number (5)" in message
+    assert "docs.jsonl:2: a document must be a JSON object, not a list" in message
+    assert "docs.jsonl:3: document 'd2' has no 'text'" in message
+
+
+@pytest.mark.parametrize(("record", "reason"), [
+    ({**answer({"positives": ["d1"]}), "id": 5}, "'id' must be a string, not a number (5)"),
+    ({**answer({"positives": ["d1"]}), "group": ["a"]}, "'group' must be a string, not a list"),
+    ('"just text"', "a record must be a JSON object, not a string"),
+    ({"messages": ["hello", {"role": "assistant", "content": "a"}]}, "message 0: a message must be a JSON object, not a string"),
+    ({"messages": [{"role": "user", "content": "q"}, 7]}, "message 1: a message must be a JSON object, not a number (7)"),
+    (answer({"positives": [["d1"]]}), "message 1, retrieval 0: 'positives' item 0 must be a document id (a string), not a list"),
+    (answer({"positives": ["d1"], "negatives": [{"id": "d2"}]}), "message 1, retrieval 0: 'negatives' item 0 must be a document id (a string), not an object"),
+    (answer({"positives": [5]}), "message 1, retrieval 0: 'positives' item 0 must be a document id (a string), not a number (5)"),
+    ({"messages": [{"role": "user", "content": "q", "retrievals": None}, {"role": "assistant", "content": "a"}]},
+     "message 0: user messages cannot hold [RQ] or retrievals"),
+])
+def test_a_field_of_the_wrong_type_is_named_by_line_not_a_traceback(tmp_path: Path, record: object, reason: str) -> None:
+    docs = load_documents(write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}, {"id": "d2", "text": "y"}]))
+    path = write(tmp_path / "train.jsonl", [answer({"positives": ["d1"]}), record])
+    with pytest.raises(DataFormatError) as error:
+        load_records(path, docs)
+    assert f"train.jsonl:2: {reason}" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["docs.jsonl", "train.jsonl"])
+def test_invalid_utf8_names_the_line_and_byte_and_says_to_resave_as_utf8(tmp_path: Path, name: str) -> None:
+    docs = write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}])
+    first = (json.dumps({"id": "d1", "text": "x"} if name == "docs.jsonl" else answer({"positives": ["d1"]})) + "\n").encode()
+    path = tmp_path / name
+    path.write_bytes(first + b'{"id": "caf\xe9", "text": "latin-1"}\n{broken\n')
+    with pytest.raises(DataFormatError) as error:
+        load_records(path, load_documents(docs)) if name == "train.jsonl" else load_documents(path)
+    message = str(error.value)
+    offset = len(first) + len(b'{"id": "caf')
+    assert f"{name}:2: not valid UTF-8 (byte b'\\xe9' at byte offset {offset} of the file): re-save the file as UTF-8" in message
+    assert f"{name}:3: not valid JSON" in message  # the lines after it are still read
+
+
+def test_a_utf8_byte_order_mark_is_not_data(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "d1", "text": "x"}).encode() + b"\n")
+    assert load_documents(path) == {"d1": "x"}
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n\t\n"])
+def test_an_empty_file_holds_no_records(tmp_path: Path, content: str) -> None:
+    (tmp_path / "empty.jsonl").write_text(content)
+    with pytest.raises(DataFormatError, match=r"empty.jsonl holds no records: the file is empty or only blank lines"):
+        load_documents(tmp_path / "empty.jsonl")
+    docs = load_documents(write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}]))
+    with pytest.raises(DataFormatError, match=r"empty.jsonl holds no records"):
+        load_records(tmp_path / "empty.jsonl", docs)
+
+
+def test_validate_prints_the_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}])
+    records = write(tmp_path / "train.jsonl", [answer({"positives": [["d1"]]})])
+    assert main(["validate", str(docs), str(records)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: 1 problem(s) in the training data:")
+    assert "train.jsonl:1: message 1, retrieval 0: 'positives' item 0 must be a document id" in err
+
+
+def test_validate_of_an_empty_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}])
+    (tmp_path / "train.jsonl").write_text("\n")
+    assert main(["validate", str(docs), str(tmp_path / "train.jsonl")]) == 1
+    assert "train.jsonl holds no records" in capsys.readouterr().err
+
+
+def test_validate_of_a_missing_file_names_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = write(tmp_path / "train.jsonl", [answer({"positives": ["d1"]})])
+    assert main(["validate", str(tmp_path / "nowhere.jsonl"), str(records)]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nowhere.jsonl'}: no such file or directory: check the path\n"
+
+
+def test_validate_of_good_files_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = write(tmp_path / "docs.jsonl", [{"id": "d1", "text": "x"}])
+    records = write(tmp_path / "train.jsonl", [answer({"positives": ["d1"]})])
+    assert main(["validate", str(docs), str(records)]) == 0
+    assert capsys.readouterr().out.endswith("train.jsonl: 1 valid records\n")
 
 
 @needs_data

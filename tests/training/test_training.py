@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import save_tiny_base, train_config
 
 from onegen_integrations.config import OneGenConfig
 from onegen_integrations.model import OneGenModel
 from tests.conftest import ListRetriever
+from training.cli import main
 from training.data import load_documents, load_records
 from training.trainer import Trainer
 
@@ -95,6 +98,32 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tiny_base: Path, facts: 
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
     assert resumed.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
+
+
+def test_the_train_command_prints_a_data_problem_and_fails(tiny_base: Path, facts: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(facts / "docs.jsonl", data / "docs.jsonl")
+    record = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "[RQ] a", "retrievals": [{"positives": [["d0"]]}]}]}
+    (data / "train.jsonl").write_text(json.dumps(record) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(train_config(tiny_base, data, tmp_path / "run").model_dump(mode="json")))
+    assert main(["train", "--config", str(config)]) == 1
+    assert "train.jsonl:1: message 1, retrieval 0: 'positives' item 0 must be a document id" in capsys.readouterr().err
+    (data / "train.jsonl").unlink()
+    assert main(["train", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.endswith(f"\nerror: {data / 'train.jsonl'}: no such file or directory: check the path\n")
+
+
+def test_the_mine_command_prints_a_data_problem_and_fails(learned: dict, facts: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "train.jsonl").write_text("\n\n")
+    argv = ["mine", "--model", str(learned["dir"]), "--docs", str(facts / "docs.jsonl"),
+            "--records", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "mined.jsonl")]
+    assert main(argv) == 1
+    assert "train.jsonl holds no records" in capsys.readouterr().err
+    assert not (tmp_path / "mined.jsonl").exists()
 
 
 def lora_gradients(tiny_base: Path, facts: Path, tmp_path: Path, lambda_gen: float) -> tuple[Trainer, torch.Tensor]:
