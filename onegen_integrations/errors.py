@@ -65,3 +65,7 @@ class StoreWriteError(StoreError):
 
 class ReadOnlyStoreError(StoreError):
     """The database cannot be written (file permissions or a read-only mount)."""
+
+
+class InvalidQueryError(OneGenError, ValueError):
+    """A search was asked with a vector or `k` that cannot give meaningful hits."""

@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import hashlib
+import operator
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import chromadb
+import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.api.types import validate_metadata
+from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings
 from chromadb.errors import ChromaError
 from tqdm.auto import tqdm
 
+from onegen_integrations.chroma_rules import SQLITE_FILE, check_chroma_sqlite, check_texts, checked_metadata, is_utf8
 from onegen_integrations.errors import (
     EmbeddingModelMismatchError,
     EmptyStoreError,
+    InvalidDocumentError,
+    InvalidQueryError,
     NotAChromaDatabaseError,
+    ReadOnlyStoreError,
     StoreError,
+    StoreWriteError,
 )
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 
 DEFAULT_PATH = ".onegen/chroma"
 DEFAULT_COLLECTION = "onegen"
-SQLITE_FILE = "chroma.sqlite3"
 FINGERPRINT_KEY = "onegen_fingerprint"
 DIMENSION_KEY = "onegen_dimension"
 MODEL_KEY = "onegen_model"
@@ -38,6 +46,17 @@ MODEL_KEY = "onegen_model"
 def content_id(text: str) -> str:
     """The id a document gets when none is given: the first 16 hex digits of its sha256."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def check_k(k: int, name: str = "k") -> int:
+    """`k` as an int; `InvalidQueryError` unless it is a whole number of at least 1."""
+    try:
+        whole = operator.index(k)
+    except TypeError:
+        raise InvalidQueryError(f"{name} must be a whole number of at least 1, got {k!r}") from None
+    if whole < 1:
+        raise InvalidQueryError(f"{name} must be at least 1, got {whole}: ask for one document or more")
+    return whole
 
 
 class ChromaDocumentStore:
@@ -86,14 +105,21 @@ class ChromaDocumentStore:
         """Embed and store `texts`; return the id of each text, in order.
 
         Ids default to `content_id(text)`; a text given twice is stored once. Every input
-        is checked before anything is embedded, so a bad one leaves the collection as it
-        was. An id the collection already holds with the same text is not embedded again
-        (only its metadata is brought up to date), which makes re-running an interrupted
-        indexing job cheap; an id that now has another text is embedded and replaced.
+        (text, id, and metadata by Chroma's rules) is checked before anything is embedded or
+        written, so a bad one raises `InvalidDocumentError` and leaves the collection as it
+        was. A metadata value of None means "no value": the key is not stored. An id the
+        collection already holds with the same text is not embedded again (only its metadata
+        is brought up to date), so re-running an add that failed partway (`StoreWriteError`)
+        finishes it cheaply; an id that now has another text is embedded and replaced.
         """
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not one string")
+        if isinstance(ids, str):
+            raise TypeError("pass a list of ids, one per text, not one string")
+        if isinstance(metadatas, Mapping):
+            raise TypeError("pass a list of metadatas, one per text, not one mapping")
         texts = list(texts)
+        check_texts(texts)
         ids = [content_id(text) for text in texts] if ids is None else list(ids)
         metas = [None] * len(texts) if metadatas is None else list(metadatas)
         if not len(texts) == len(ids) == len(metas):
@@ -108,27 +134,33 @@ class ChromaDocumentStore:
         # Chroma merges metadata on write: keys that are gone must be written as None.
         new_meta = {id_: _replacing(stored.get(id_, ("", None))[1], meta) for id_, (_, meta) in records.items()}
         retagged = [id_ for id_ in records if id_ in stored and stored[id_] != records[id_] and id_ not in missing]
-        for batch in self._batches(retagged):
-            self.collection.update(ids=batch, metadatas=[new_meta[id_] for id_ in batch])
-        step = min(batch_size, self.client.get_max_batch_size())
-        with tqdm(
-            total=len(records),
-            initial=len(records) - len(missing),
-            disable=not show_progress,
-            unit="doc",
-            desc="indexing",
-        ) as bar:
-            for start in range(0, len(missing), step):
-                batch = missing[start : start + step]
-                batch_texts = [records[id_][0] for id_ in batch]
-                vectors = self.model.embed_documents(batch_texts, batch_size=step, show_progress=False)
-                self.collection.upsert(
-                    ids=batch,
-                    embeddings=vectors,
-                    documents=batch_texts,
-                    metadatas=[new_meta[id_] for id_ in batch],
-                )
-                bar.update(len(batch))
+        written = 0
+        try:
+            for batch in self._batches(retagged):
+                self.collection.update(ids=batch, metadatas=[new_meta[id_] for id_ in batch])
+                written += len(batch)
+            step = min(batch_size, self.client.get_max_batch_size())
+            with tqdm(
+                total=len(records),
+                initial=len(records) - len(missing),
+                disable=not show_progress,
+                unit="doc",
+                desc="indexing",
+            ) as bar:
+                for start in range(0, len(missing), step):
+                    batch = missing[start : start + step]
+                    batch_texts = [records[id_][0] for id_ in batch]
+                    vectors = self.model.embed_documents(batch_texts, batch_size=step, show_progress=False)
+                    self.collection.upsert(
+                        ids=batch,
+                        embeddings=vectors,
+                        documents=batch_texts,
+                        metadatas=[new_meta[id_] for id_ in batch],
+                    )
+                    written += len(batch)
+                    bar.update(len(batch))
+        except (httpx.HTTPError, ChromaError) as error:
+            raise self._write_failed(error, written, len(retagged) + len(missing)) from error
         return ids
 
     def search(
@@ -137,25 +169,42 @@ class ChromaDocumentStore:
         """The `k` documents nearest to `vector`, best first; `score` is cosine similarity.
 
         `where` is a Chroma metadata filter, e.g. `{"source": "notes.md"}`. Fewer than `k`
-        hits come back when the collection (or the filter) holds fewer documents.
+        hits come back when the collection (or the filter) holds fewer documents. A `k`
+        below 1 or a vector of the wrong size, or with NaN, infinite or only zero values,
+        raises `InvalidQueryError`.
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        k = check_k(k)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+            vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.model.dimension:
-            raise ValueError(f"query vector has {vector.shape[0]} values, the model's have {self.model.dimension}")
+            raise InvalidQueryError(
+                f"query vector has {vector.shape[0]} values, the model's have {self.model.dimension}: "
+                "embed the query with the store's model (model.embed_query)"
+            )
+        if not np.isfinite(vector).all():
+            raise InvalidQueryError(
+                f"query vector holds {int((~np.isfinite(vector)).sum())} NaN or infinite values (as float32), "
+                "so every score would be NaN: embed the query again with model.embed_query; if the model "
+                "itself returns such vectors, its weights are broken"
+            )
+        if not vector.any():
+            raise InvalidQueryError(
+                "query vector is all zeros, which has no direction to compare by cosine: embed the query "
+                "with model.embed_query"
+            )
         count = self.count()
         if count == 0:
             raise EmptyStoreError(
                 f"collection {self.collection_name!r} holds no documents: index documents first "
                 f"(onegen index PATH... --collection {self.collection_name})"
             )
-        result = self.collection.query(
-            query_embeddings=[vector],
-            n_results=min(k, count),
-            where=where,
-            include=["documents", "metadatas", "distances"],
-        )
+        with self._reaching("searching"):
+            result = self.collection.query(
+                query_embeddings=[vector],
+                n_results=min(k, count),
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            )
         return [
             Hit(id=id_, text=text or "", score=1.0 - float(distance), metadata=dict(meta or {}))
             for id_, text, meta, distance in zip(
@@ -169,12 +218,14 @@ class ChromaDocumentStore:
 
     def count(self) -> int:
         """How many documents the collection holds."""
-        return self.collection.count()
+        with self._reaching("counting documents"):
+            return self.collection.count()
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id (unknown ids are ignored)."""
-        for batch in self._batches(list(ids)):
-            self.collection.delete(ids=batch)
+        with self._reaching("deleting documents"):
+            for batch in self._batches(list(ids)):
+                self.collection.delete(ids=batch)
 
     def prune(self, where: dict[str, Any], keep: AbstractSet[str]) -> list[str]:
         """Delete the documents that match `where` but are not in `keep`; return their ids.
@@ -182,77 +233,153 @@ class ChromaDocumentStore:
         After a source is indexed again, `prune({"source": path}, its_new_ids)` removes what
         only its earlier version had (chunks of edited text, documents taken out of it).
         """
-        stale = [id_ for id_ in self.collection.get(where=where, include=[])["ids"] if id_ not in keep]
+        with self._reaching("listing documents to prune"):
+            stale = [id_ for id_ in self.collection.get(where=where, include=[])["ids"] if id_ not in keep]
         self.delete(stale)
         return stale
 
-    def sources(self) -> set[str]:
-        """Every `source` metadata value in the collection (`onegen index` records each file there)."""
+    def metadata_values(self, key: str) -> set[str]:
+        """Every string value of metadata `key` in the collection.
+
+        `onegen index` records each file under `onegen_file`, so `metadata_values("onegen_file")`
+        lists the files indexed, e.g. to prune the ones deleted since.
+        """
         found: set[str] = set()
-        step = self.client.get_max_batch_size()
-        for offset in range(0, self.count(), step):
-            metas = self.collection.get(include=["metadatas"], limit=step, offset=offset)["metadatas"]
-            found.update(m["source"] for m in metas if m and isinstance(m.get("source"), str))
+        with self._reaching(f"listing the values of metadata {key!r}"):
+            step = self.client.get_max_batch_size()
+            for offset in range(0, self.count(), step):
+                metas = self.collection.get(include=["metadatas"], limit=step, offset=offset)["metadatas"]
+                found.update(m[key] for m in metas if m and isinstance(m.get(key), str))
         return found
 
     def stored(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
         """The text and metadata the collection holds for each of `ids` it has."""
         stored: dict[str, tuple[str, dict[str, Any] | None]] = {}
-        for batch in self._batches(list(ids)):
-            got = self.collection.get(ids=batch, include=["documents", "metadatas"])
-            for id_, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                stored[id_] = (text or "", dict(meta) if meta else None)
+        with self._reaching("reading documents"):
+            for batch in self._batches(list(ids)):
+                got = self.collection.get(ids=batch, include=["documents", "metadatas"])
+                for id_, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                    stored[id_] = (text or "", dict(meta) if meta else None)
         return stored
 
     def _open_collection(self, name: str) -> Collection:
         metadata = collection_metadata(self.model)
         try:
-            collection = self.client.get_or_create_collection(
-                name,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata=metadata,
-                embedding_function=None,
-            )
+            with self._reaching(f"opening collection {name!r}"):
+                collection = self.client.get_or_create_collection(
+                    name,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata=metadata,
+                    embedding_function=None,
+                )
         except ChromaError as error:
             raise StoreError(f"cannot open collection {name!r}: {error}") from error
+        # Both checks come before the claim below, so a collection this store refuses is left as it was.
+        check_cosine(collection)
         recorded = dict(collection.metadata or {})
         if FINGERPRINT_KEY not in recorded:
-            if collection.count():
-                raise EmbeddingModelMismatchError(
-                    f"collection {name!r} holds documents embedded by an unknown model (no OneGen "
-                    "fingerprint recorded): re-index them into a new collection with this model"
-                )
-            # An empty collection made by other tools: claim it for this model.
-            collection.modify(metadata={**recorded, **metadata})
+            with self._reaching(f"opening collection {name!r}"):
+                if collection.count():
+                    raise EmbeddingModelMismatchError(
+                        f"collection {name!r} holds documents embedded by an unknown model (no OneGen "
+                        "fingerprint recorded): re-index them into a new collection with this model"
+                    )
+                # An empty collection made by other tools: claim it for this model.
+                collection.modify(metadata={**recorded, **metadata})
         check_recorded_model(collection, self.model)
-        check_cosine(collection)
         return collection
 
     def _checked_records(
-        self, texts: list[str], ids: list[str], metas: list[Mapping[str, Any] | None]
+        self, texts: list[str], ids: list[Any], metas: list[Any]
     ) -> dict[str, tuple[str, dict[str, Any] | None]]:
         """Validate every input; map each unique id to its text and metadata (first wins)."""
+        records: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        first_index: dict[str, int] = {}
+        for i, (text, id_, meta) in enumerate(zip(texts, ids, metas)):
+            if not isinstance(id_, str) or not id_:
+                raise InvalidDocumentError(
+                    f"document {i} has id {id_!r}: ids must be non-empty strings; nothing was written"
+                )
+            if not is_utf8(id_):
+                raise InvalidDocumentError(
+                    f"document {i} has id {id_!r}, which is not valid UTF-8 (a lone surrogate): give it "
+                    "another id; nothing was written"
+                )
+            checked = checked_metadata(meta, f"document {i} ({id_!r})")
+            if id_ in records and records[id_][0] != text:
+                raise InvalidDocumentError(
+                    f"id {id_!r} is given to two different texts (documents {first_index[id_]} and {i}): "
+                    "give each text its own id; nothing was written"
+                )
+            first_index.setdefault(id_, i)
+            records.setdefault(id_, (text, checked))
         # Embedding happens batch by batch, after earlier batches are written, so every
         # text is checked (empty, too long) here, up front.
         self.model.encode_texts(texts, self.model.config.document_template)
-        records: dict[str, tuple[str, dict[str, Any] | None]] = {}
-        for i, (text, id_, meta) in enumerate(zip(texts, ids, metas)):
-            if not isinstance(id_, str) or not id_:
-                raise ValueError(f"document {i} has id {id_!r}: ids must be non-empty strings")
-            meta = dict(meta) if meta else None
-            try:
-                validate_metadata(meta)
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"document {i} ({id_}) has bad metadata: {error}") from error
-            if id_ in records and records[id_][0] != text:
-                raise ValueError(f"id {id_!r} is given to two different texts (document {i} is the second)")
-            records.setdefault(id_, (text, meta))
         return records
 
     def _batches(self, ids: list[str]) -> Iterator[list[str]]:
         """`ids` in slices of the size Chroma takes in one call."""
         step = self.client.get_max_batch_size()
         return (ids[start : start + step] for start in range(0, len(ids), step))
+
+    @contextmanager
+    def _reaching(self, doing: str) -> Iterator[None]:
+        """Turn a lost server or a read-only database, met while `doing`, into a `StoreError` saying what to do."""
+        try:
+            yield
+        except (httpx.TransportError, ChromaError) as error:
+            failure = _failure(self.client, error)
+            if failure is None:
+                raise
+            kind, cause, fix = failure
+            raise kind(f"{doing} failed: {cause}: {fix}") from error
+
+    def _write_failed(self, error: Exception, written: int, total: int) -> StoreError:
+        """The error for an add that wrote `written` of `total` documents before `error`."""
+        kind, cause, fix = _failure(self.client, error) or (
+            StoreWriteError,
+            f"Chroma refused the write ({type(error).__name__}: {error})",
+            "",
+        )
+        then = f"{fix}, then " if fix else ""
+        return (ReadOnlyStoreError if kind is ReadOnlyStoreError else StoreWriteError)(
+            f"wrote {written} of {total} documents to collection {self.collection_name!r} before the write "
+            f"failed ({cause}): {then}run the same add (or onegen index) again to finish; what was written "
+            "is kept and is not embedded again"
+        )
+
+
+def _failure(client: ClientAPI, error: Exception) -> tuple[type[StoreError], str, str] | None:
+    """What `error` says about the store (error type, cause, what to do), or None if nothing known."""
+    settings = client.get_settings()
+    if isinstance(error, httpx.TransportError):
+        host, port = settings.chroma_server_host, settings.chroma_server_http_port
+        return (
+            StoreError,
+            f"the Chroma server at {host}:{port} cannot be reached ({error})",
+            f"start it (`chroma run --path DIR --host {host} --port {port}`) or check the host and port",
+        )
+    if isinstance(error, ChromaError) and _is_read_only(error):
+        if settings.chroma_server_host:
+            where = f"of the Chroma server at {settings.chroma_server_host}:{settings.chroma_server_http_port}"
+            fix = "give the server's --path directory write permission, then restart the server"
+            return ReadOnlyStoreError, f"the database {where} cannot be written ({error})", fix
+        path = settings.persist_directory
+        return ReadOnlyStoreError, f"the database at {path} cannot be written ({error})", _read_only_fix(path)
+    return None
+
+
+def _is_read_only(error: Exception) -> bool:
+    message = str(error)
+    return "readonly database" in message or "Permission denied" in message
+
+
+def _read_only_fix(path: str | Path) -> str:
+    return (
+        f"give it write permission (chmod -R u+w {path}), or copy it somewhere writable "
+        f"(cp -r {path} NEW_DIR) and open the copy; Chroma needs write access even to search"
+    )
 
 
 def _replacing(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -314,15 +441,31 @@ def _open_client(path: Path, host: str | None, port: int | None) -> ClientAPI:
         raise NotAChromaDatabaseError(
             f"{path} is a file, not a Chroma database directory: give a new directory or one holding {SQLITE_FILE}"
         )
-    if path.is_dir() and not (path / SQLITE_FILE).exists() and any(path.iterdir()):
+    database = path / SQLITE_FILE
+    if path.is_dir() and not database.exists() and any(path.iterdir()):
         raise NotAChromaDatabaseError(
             f"{path} holds other files and no {SQLITE_FILE}, so it is not a Chroma database: "
             "give a new or empty directory, or an existing Chroma database"
         )
+    check_chroma_sqlite(database)
+    # Chroma 1.5 writes to its database as it opens it, even only to search: a read-only one
+    # cannot be used at all, and Chroma's own error for it reads like corruption.
+    for target in (path, database):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise ReadOnlyStoreError(
+                f"the Chroma database at {path} cannot be written ({target} is read-only): {_read_only_fix(path)}"
+            )
     try:
         return chromadb.PersistentClient(path=str(path), settings=settings)
     except ChromaError as error:
+        # Chroma keeps the half-started client under this path; without this, the next try in
+        # this process (say, after the permissions are fixed) gets it back and fails obscurely.
+        SharedSystemClient._identifier_to_system.pop(str(path), None)
+        if _is_read_only(error):
+            raise ReadOnlyStoreError(
+                f"the Chroma database at {path} cannot be written ({error}): {_read_only_fix(path)}"
+            ) from error
         raise NotAChromaDatabaseError(
-            f"{path / SQLITE_FILE} cannot be opened as a Chroma database ({error}): "
+            f"{database} cannot be opened as a Chroma database ({error}): "
             "restore it from a backup, or index into a new directory"
         ) from error

@@ -17,7 +17,7 @@ from onegen_integrations.errors import EmbeddingModelMismatchError
 from onegen_integrations.llama_index.embedding import OneGenEmbedding
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
-from onegen_integrations.store import check_recorded_model
+from onegen_integrations.store import check_k, check_recorded_model
 
 dispatcher = instrument.get_dispatcher(__name__)
 
@@ -49,7 +49,11 @@ class LlamaIndexRetriever:
         metadata_mode: MetadataMode = MetadataMode.NONE,
     ) -> None:
         """`metadata_mode` says which node metadata goes into the inserted passage text
-        (default none: the model sees the text it was trained to see)."""
+        (default none: the model sees the text it was trained to see). A retriever whose
+        `similarity_top_k` is below 1 raises `InvalidQueryError` here, not mid-answer."""
+        top_k = getattr(retriever, "similarity_top_k", None)
+        if top_k is not None:
+            check_k(top_k, "similarity_top_k")
         self.retriever = retriever
         self.node_postprocessors = list(node_postprocessors)
         self.metadata_mode = metadata_mode
@@ -116,7 +120,9 @@ class FromIndex:
         """An engine over a `VectorStoreIndex` built with `OneGenEmbedding`.
 
         The model is the index's embed model's; an index embedded by another model raises
-        `EmbeddingModelMismatchError`. `similarity_top_k` passages are inserted per `[RQ]`.
+        `EmbeddingModelMismatchError`. `similarity_top_k` passages are inserted per `[RQ]`
+        (below 1 raises `InvalidQueryError`).
         """
+        similarity_top_k = check_k(similarity_top_k, "similarity_top_k")
         retriever = index.as_retriever(similarity_top_k=similarity_top_k)
         return cls(index_model(index), retriever, node_postprocessors=node_postprocessors, **kwargs)  # type: ignore[call-arg]

@@ -9,7 +9,7 @@ import pytest
 from chromadb.config import Settings
 from langchain_chroma import Chroma
 
-from onegen_integrations.errors import EmbeddingModelMismatchError, StoreError
+from onegen_integrations.errors import EmbeddingModelMismatchError, InvalidQueryError, StoreError
 from onegen_integrations.langchain import OneGenEmbeddings, OneGenRetriever
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.store import ChromaDocumentStore
@@ -87,3 +87,22 @@ def test_a_collection_measuring_l2_distance_is_refused(client: chromadb.ClientAP
     )
     with pytest.raises(StoreError, match="cosine"):
         OneGenRetriever(store=store)
+
+
+@pytest.mark.parametrize("k", [0, -1], ids=["zero", "negative"])
+def test_a_k_below_one_is_refused_for_either_store(
+    retriever: OneGenRetriever, tiny_model: OneGenModel, tmp_path: Path, k: int
+) -> None:
+    store = ChromaDocumentStore(tiny_model, path=tmp_path / "store")
+    store.add(TEXTS, show_progress=False)
+    for each in (retriever, OneGenRetriever(store=store, k=2)):
+        with pytest.raises(InvalidQueryError, match=f"k must be at least 1, got {k}"):
+            each.invoke("Which river?", k=k)
+        assert len(each.invoke("Which river?")) == 2  # the retriever's own k still applies
+    assert store.count() == len(TEXTS)
+    assert retriever.store._collection.count() == len(TEXTS)
+
+
+def test_k_given_to_invoke_overrides_the_retrievers_k(retriever: OneGenRetriever) -> None:
+    assert len(retriever.invoke("Which river?", k=1)) == 1
+    assert len(retriever.invoke("Which river?", k=3)) == 3

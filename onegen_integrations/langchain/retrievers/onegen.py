@@ -20,6 +20,7 @@ from onegen_integrations.store import (
     FINGERPRINT_KEY,
     ChromaDocumentStore,
     check_cosine,
+    check_k,
     check_recorded_model,
     check_same_model,
 )
@@ -64,7 +65,7 @@ class OneGenRetriever(BaseRetriever):
     embeddings: OneGenEmbeddings | None = None
     """Embeds text queries and names the model; default: the store's own."""
     k: int = Field(default=4, ge=1)
-    """Documents returned per query (a call may pass `k=` to change it)."""
+    """Documents returned per query (a call may pass `k=` to change it; below 1 raises `InvalidQueryError`)."""
 
     @model_validator(mode="after")
     def _check_store(self) -> OneGenRetriever:
@@ -120,9 +121,10 @@ class OneGenRetriever(BaseRetriever):
         k: int | None = None,
     ) -> list[Document]:
         assert self.embeddings is not None
+        # An explicit k=0 is a mistake to report, not a request for the default k.
+        k = self.k if k is None else check_k(k)
         if vector is None:
             vector = self.embeddings.embed_query(query)
-        k = k or self.k
         if isinstance(self.store, ChromaDocumentStore):
             hits = self.store.search(vector, k)
         else:
