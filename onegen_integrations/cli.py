@@ -21,11 +21,11 @@ from typing import Any
 
 from transformers.utils import logging as transformers_logging
 
-from onegen_integrations.errors import EmptyStoreError, InputFileError, OneGenError
+from onegen_integrations.errors import EmptyStoreError, OneGenError
 from onegen_integrations.evaluation.datasets import EVAL_ARTICLES, EVAL_DIALOGUES, EVAL_SINGLE
 from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
-from onegen_integrations.ingest import index_chunks, index_paths, read_paths
+from onegen_integrations.ingest import index_chunks, index_paths, read_paths, read_text_file
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from onegen_integrations.session import OneGenSession
 from onegen_integrations.store import (
@@ -38,6 +38,7 @@ from onegen_integrations.store import (
 DEMO_DB = ".onegen/demo-db"
 DEMO_COLLECTION = "demo"
 PREVIEW_CHARS = 60
+SCRIPT_HINT = "a script is a UTF-8 text file with one message per line"
 
 
 def main(argv: Sequence[str] | None = None, *, model: OneGenModel | None = None) -> int:
@@ -176,7 +177,7 @@ def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
 
 def _chat(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    script = _read_script(args.script) if args.script is not None else None
+    script = None if args.script is None else read_text_file(args.script, SCRIPT_HINT).splitlines()
     model = model or _load_model(args.model)
     session = _session(model, _chat_store(args, model), args)
     if script is not None:
@@ -316,20 +317,6 @@ def _session(model: OneGenModel, store: ChromaDocumentStore | None, args: argpar
     if args.retrieval is not None:
         options["retrieval"] = args.retrieval
     return model.session(retriever=store, **options)
-
-
-def _read_script(path: Path) -> list[str]:
-    """The lines of a `--script` file, read whole before the model loads."""
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError as error:
-        raise InputFileError(f"no script at {path}: give a file with one message per line") from error
-    except UnicodeDecodeError as error:
-        raise InputFileError(
-            f"{path}: not UTF-8 text (byte {error.start}); a script is a text file with one message per line"
-        ) from error
-    except OSError as error:
-        raise InputFileError(f"{path}: cannot be read ({error.strerror})") from error
 
 
 def _scripted_chat(session: OneGenSession, lines: Iterable[str]) -> None:

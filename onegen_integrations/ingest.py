@@ -241,16 +241,21 @@ def _walk(root: Path, follow_symlinks: bool) -> tuple[list[Path], list[SkippedFi
     return found, skipped
 
 
+def read_text_file(path: Path, hint: str) -> str:
+    """The UTF-8 text of `path`, or an `InputFileError` naming it and ending with `hint` (what to do)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise InputFileError(f"{path}: no such file; {hint}") from error
+    except UnicodeDecodeError as error:
+        raise InputFileError(f"{path}: not UTF-8 text (byte {error.start} cannot be decoded); {hint}") from error
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot be read ({error.strerror}); {hint}") from error
+
+
 def read_documents(path: Path) -> Iterator[SourceDocument]:
     """The documents of one file: the whole text of .txt/.md, one per line of .jsonl."""
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise InputFileError(
-            f"{path}: not UTF-8 text (byte {error.start} cannot be decoded); save it as UTF-8 or leave it out"
-        ) from error
-    except OSError as error:
-        raise InputFileError(f"{path}: cannot be read ({error.strerror})") from error
+    content = read_text_file(path, "save it as UTF-8, or leave it out")
     metadata = {"source": str(path), FILE_KEY: file_key(path)}
     if path.suffix != JSONL_SUFFIX:
         if content.strip():

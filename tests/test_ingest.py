@@ -29,6 +29,13 @@ def snapshot(model: OneGenModel, db: Path) -> dict[str, Any]:
     }
 
 
+def indexed_one_record(model: OneGenModel, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A database holding one indexed record, and its snapshot."""
+    db = tmp_path / "db"
+    index(model, db, str(jsonl(tmp_path / "first.jsonl", {"id": "old", "text": "Corvant has a lighthouse."})))
+    return db, snapshot(model, db)
+
+
 def jsonl(path: Path, *records: dict[str, Any]) -> Path:
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
     return path
@@ -91,9 +98,7 @@ def test_an_emptied_file_loses_what_it_held_when_its_directory_is_indexed_again(
 def test_a_bad_metadata_key_in_the_last_record_writes_nothing(
     tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "db"
-    index(tiny_model, db, str(jsonl(tmp_path / "first.jsonl", {"id": "old", "text": "Corvant has a lighthouse."})))
-    before = snapshot(tiny_model, db)
+    db, before = indexed_one_record(tiny_model, tmp_path)
     records = [{"id": f"r{i}", "text": f"Record number {i}."} for i in range(39)] + [{"text": "Last one.", "": "x"}]
     bad = jsonl(tmp_path / "bad.jsonl", *records)
     capsys.readouterr()
@@ -128,9 +133,7 @@ def test_records_the_index_cannot_hold_are_refused_by_file_and_line(
 def test_one_id_for_two_texts_is_refused_naming_both_lines(
     tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "db"
-    index(tiny_model, db, str(jsonl(tmp_path / "first.jsonl", {"id": "old", "text": "Corvant has a lighthouse."})))
-    before = snapshot(tiny_model, db)
+    db, before = indexed_one_record(tiny_model, tmp_path)
     bad = jsonl(tmp_path / "bad.jsonl", {"id": "x", "text": "One text."}, {"id": "x", "text": "Another text."})
     capsys.readouterr()
 
