@@ -43,8 +43,8 @@ from onegen_integrations.errors import (
 from onegen_integrations.tokens import add_onegen_tokens, missing_tokens
 
 if TYPE_CHECKING:
-    from onegen_integrations.session import OneGenSession
     from onegen_integrations.retrieval import Retriever
+    from onegen_integrations.session import OneGenSession
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from onegen_integrations.cli import main
-from onegen_integrations.model import OneGenModel
 from onegen_integrations.ingest import FILE_KEY, file_content_id
+from onegen_integrations.model import OneGenModel
 from onegen_integrations.store import ChromaDocumentStore
 from tests.conftest import make_tiny_model
 
