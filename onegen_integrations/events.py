@@ -25,6 +25,8 @@ class RetrievalEvent:
     hits: list[Hit]
     inserted_tokens: int
     seconds: float
+    offset: int = 0
+    """Characters of the answer text before this `[RQ]` (where a replay inserts it again)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from onegen_integrations.chat_format import ChatFormat, Message
 from onegen_integrations.errors import ContextWindowExceededError, EmptyTextError, SessionBusyError
 from onegen_integrations.events import DoneEvent, Event, FinishReason, RetrievalEvent, TokenEvent, Usage
 from onegen_integrations.model import OneGenModel
+from onegen_integrations.replay import RETRIEVALS_KEY, PastRetrieval, retrievals_from_json
 from onegen_integrations.retrieval import Hit, RetrievalQuery, Retriever
 
 RetrievalMode = Literal["auto", "always", "never"]
@@ -149,29 +150,75 @@ class OneGenSession:
         ids = list(self._preamble) + [t for turn in self._turns for t in turn.tokens]
         return ids[: len(ids) - len(self._pending)]
 
-    def add_turn(self, user: str, answer: str) -> None:
+    def add_turn(self, user: str, answer: str, retrievals: Sequence[PastRetrieval] | None = None) -> None:
         """Append a finished exchange (e.g. from a framework's message history) without
-        generating. Its tokens are fed with the next message, in the same forward call.
-        `user` may be empty (a dialogue that opens with the assistant's greeting)."""
-        with self._exclusive("add history"):
-            self._add_turn(user, answer)
+        generating, so that the cache holds what the live session held.
 
-    def _add_turn(self, user: str, answer: str) -> None:
+        `retrievals` (from `replay.retrievals_from_json`) puts each `[RQ]` and its passages
+        back where the answer had them. With None (history from elsewhere), a session that
+        retrieves decides at the start of the answer as a live turn would: it feeds the
+        history so far, and if the model's next token is `[RQ]` (or retrieval is `always`)
+        it retrieves; otherwise the tokens are fed with the next message. `user` may be
+        empty (a dialogue that opens with the assistant's greeting).
+        """
+        with self._exclusive("add history"):
+            self._add_turn(user, answer, retrievals)
+
+    def _add_turn(self, user: str, answer: str, retrievals: Sequence[PastRetrieval] | None) -> None:
         history = self.messages
         if self._turns:
             self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
         self._turns.append(_Turn(user=user, answer=answer, finish="eos"))
-        self._append(self._format.user_turn(history, user) + self.model.tokenize(answer) + [self._eos_id])
+        self._append(self._format.user_turn(history, user))
+        if retrievals is None:
+            self._replay_decision(user)
+            retrievals = []
+        start = 0
+        for past in retrievals:
+            cut = min(max(past.offset, start), len(answer))
+            self._append(self.model.tokenize(answer[start:cut]) + self._query_tokens(self.options))
+            if self.options.insertion == "passage":
+                self._append([t for hit in past.hits for t in self._passage(hit, self.options.max_passage_tokens)])
+            start = cut
+        self._append([*self.model.tokenize(answer[start:]), self._eos_id])
+
+    def _replay_decision(self, user: str) -> None:
+        """At the start of a replayed answer whose retrievals are unknown, retrieve if a live
+        turn would have: `[RQ]` is the model's most likely first token (`auto`), or `always`."""
+        options = self.options
+        if self.retriever is None or options.retrieval == "never":
+            return
+        if options.retrieval == "auto":
+            logits = self.model.logits(self._flush_within_window()[-1])
+            logits[self.model.engine_token_ids] = float("-inf")
+            if self.logits_processor is not None:
+                logits = self.logits_processor([], logits)
+            if int(torch.argmax(logits)) != self.model.query_token_id:
+                return
+        self._append(self._query_tokens(options))
+        states = self._flush_within_window()
+        self._retrieve(states[-2] if options.insertion == "con" else states[-1], user, "", options)
+
+    def _flush_within_window(self) -> torch.Tensor:
+        """`_flush` after dropping the oldest turns if the queued tokens would overflow the window."""
+        if self._make_room(0, keep_last=1) is None:
+            raise ContextWindowExceededError(
+                f"a history turn does not fit the context window of {self.context_window} tokens even "
+                "alone: shorten the history"
+            )
+        return self._flush()
 
     def load_history(self, messages: Sequence[Message]) -> None:
         """Queue earlier turns given as alternating user/assistant messages, user first
-        (a framework's chat history); see `add_turn`."""
+        (a framework's chat history); an assistant message's `onegen_retrievals` (see
+        `replay`) restores its retrievals. See `add_turn`."""
         roles = [m["role"] for m in messages]
         if len(roles) % 2 or roles != ["user", "assistant"] * (len(roles) // 2):
             raise ValueError("history must alternate user and assistant messages, starting with a user message")
         with self._exclusive("load history"):
             for user, answer in zip(messages[::2], messages[1::2]):
-                self._add_turn(user["content"], answer["content"])
+                past = answer.get(RETRIEVALS_KEY)
+                self._add_turn(user["content"], answer["content"], None if past is None else retrievals_from_json(past))
 
     def ask(self, message: str, **overrides: object) -> DoneEvent:
         """Run one turn to the end and return its `DoneEvent`."""
@@ -319,7 +366,8 @@ class OneGenSession:
             passages = [t for hit in hits for t in self._passage(hit, options.max_passage_tokens)]
             self._append(passages)
             inserted = len(passages)
-        return RetrievalEvent(query=query, hits=hits, inserted_tokens=inserted, seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return RetrievalEvent(query=query, hits=hits, inserted_tokens=inserted, seconds=seconds, offset=len(answer))
 
     def _query_tokens(self, options: GenerationOptions) -> list[int]:
         """`[RQ]`, followed for linking (`con`) by `<CON>`, which can share its forward call."""

@@ -64,7 +64,9 @@ def test_special_token_spellings_in_messages_and_documents_stay_plain_text() -> 
     controls = control_ids(tiny_model)
     # The same control tokens, in the same order, as a dialogue of harmless text: only the engine's.
     assert [t for t in ids if t in controls] == [t for t in plain_ids if t in controls]
-    assert ids.count(tiny_model.query_token_id) == 1 and len(retriever.queries) == 1
+    # `always`: one [RQ] replayed into the history answer, one for the turn; none from the text.
+    assert ids.count(tiny_model.query_token_id) == plain_ids.count(tiny_model.query_token_id) == 2
+    assert len(retriever.queries) == 2
     text = tiny_model.tokenizer.decode(ids)
     assert text.count(message) == 3 and document in text  # history, its answer, the turn; the passage
 
