@@ -197,3 +197,18 @@ def test_eval_command_prints_a_table_and_merges_results(tiny_model, eval_dir: Pa
 def test_eval_command_rejects_unknown_systems(tiny_model, eval_dir: Path, capsys) -> None:
     assert main(["eval", "--data", str(eval_dir), "--systems", "bm25"], model=tiny_model) == 2
     assert "unknown eval systems bm25" in capsys.readouterr().err
+
+
+def test_stateless_systems_rank_as_the_live_session_and_are_not_asked_for_needless_retrievals(
+    tiny_model, eval_dir: Path
+) -> None:
+    data = dataclasses.replace(load_eval_set(eval_dir), chat=("Hi",))
+    vectors = tiny_model.embed_documents(list(data.docs.values()))
+    live = run_system(System("live", tiny_model, vectors, "always"), data, max_new_tokens=2)
+    replayed = run_system(System("onegen-replayed", tiny_model, vectors, "always", replay=True), data, max_new_tokens=2)
+    bare = run_system(System("onegen-replayed-bare", tiny_model, vectors, "always", replay=False), data, max_new_tokens=2)
+
+    assert [e["ranking"] for e in replayed.examples] == [e["ranking"] for e in live.examples]
+    assert [e["answer"] for e in replayed.examples] == [e["answer"] for e in live.examples]
+    assert [e["ranking"] for e in bare.examples] == [e["ranking"] for e in live.examples]  # `always` decides alike
+    assert bare.needless_retrievals is None

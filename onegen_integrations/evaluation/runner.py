@@ -6,6 +6,10 @@ Systems (each a `System`: a generator model, a way to retrieve, and a retrieval 
   which it never retrieves counts as a retrieval miss.
 - `onegen-forced`: the trained model with `[RQ]` forced at the start of each answer (its query
   vectors, whether or not it would have asked).
+- `onegen-replayed` / `onegen-replayed-bare`: `onegen` used statelessly, as a web server or a
+  LangGraph checkpointer does: each turn is a new session given the dialogue so far as messages
+  (`load_history`), with each answer's retrievals in its metadata, or without them (the session
+  then decides again at each replayed answer whether to retrieve).
 - `minilm-raw` / `minilm-history`: the pipeline a framework user builds from the base model: a
   separate retriever, `MiniLMEncoder` (all-MiniLM-L6-v2), embeds the user's message alone, or the
   user messages of the dialogue so far joined with it, and its best passage goes into the user
@@ -33,11 +37,18 @@ import numpy as np
 
 from onegen_integrations.evaluation.datasets import EvalSet, Turn, article_of
 from onegen_integrations.evaluation.metrics import exact_match, f1_score, recall_at_k, sign_test
+from onegen_integrations.events import DoneEvent
 from onegen_integrations.model import OneGenModel
+from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_to_json
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 
 RANK_DEPTH = 5
-EVAL_SYSTEMS = ("onegen", "onegen-forced", "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold")
+EVAL_SYSTEMS = (
+    "onegen", "onegen-forced", "onegen-replayed", "onegen-replayed-bare",
+    "minilm-raw", "minilm-history", "base", "onegen-gold", "base-gold",
+)
+REPLAYED = {"onegen-replayed": True, "onegen-replayed-bare": False}
+"""Stateless systems, and whether the history they are given keeps each answer's retrievals."""
 CONTEXT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly, using the context given with each question."
 CONTEXT_PROMPT = "Context:\n{passage}\n\nUsing the context above, answer briefly.\nQuestion: {question}"
 """The user message of a prompted pipeline turn (`System.prompted`)."""
@@ -83,6 +94,9 @@ class System:
     description: str = ""
     prompted: bool = False
     """The hit goes into the user message as context (`CONTEXT_PROMPT`) instead of after `[RQ]`."""
+    replay: bool | None = None
+    """Stateless: each turn is a new session given the history as messages, with (True) or
+    without (False) each answer's retrievals; None keeps one session per dialogue."""
 
 
 @dataclass
@@ -135,7 +149,13 @@ def run_system(
             session = system.model.session(
                 retriever, retrieval=system.retrieval, k=1, max_new_tokens=max_new_tokens, max_passage_tokens=max_passage_tokens
             )
+        history: list[dict[str, Any]] = []
         for index, turn in enumerate(case.turns):
+            if system.replay is not None and history:
+                session = system.model.session(
+                    retriever, retrieval=system.retrieval, k=1, max_new_tokens=max_new_tokens, max_passage_tokens=max_passage_tokens
+                )
+                session.load_history(history)
             retriever.query_vector = system.query(case.turns[:index], turn) if system.query else None
             before = len(retriever.rankings)
             message = turn.message
@@ -143,6 +163,7 @@ def run_system(
                 passage = _cut(system.model, retriever.rank(retriever.query_vector)[0].text, max_passage_tokens)
                 message = CONTEXT_PROMPT.format(passage=passage, question=turn.message)
             done = session.ask(message)
+            history += _exchange(message, done, with_retrievals=bool(system.replay))
             ranking = retriever.rankings[before] if len(retriever.rankings) > before else []
             row = {
                 "case": case.id, "turn": index, "message": turn.message, "gold": list(turn.gold_ids),
@@ -158,7 +179,8 @@ def run_system(
                 rows["follow_ups"].append(row)
         if progress:
             print(f"  {system.name}: case {number}/{len(cases)}", flush=True)
-    needless = _needless_retrievals(system, data.chat, retriever, max_new_tokens) if system.retrieval == "auto" else None
+    measure_needless = system.retrieval == "auto" and system.replay is None
+    needless = _needless_retrievals(system, data.chat, retriever, max_new_tokens) if measure_needless else None
     return SystemResult(
         name=system.name,
         description=system.description,
@@ -169,6 +191,14 @@ def run_system(
         examples=rows["single"] + rows["dialogue"],
         needless_retrievals=needless,
     )
+
+
+def _exchange(message: str, done: DoneEvent, *, with_retrievals: bool) -> list[dict[str, Any]]:
+    """One turn as the messages an app would keep: the answer's retrievals in its metadata, or not."""
+    answer: dict[str, Any] = {"role": "assistant", "content": done.text}
+    if with_retrievals:
+        answer[RETRIEVALS_KEY] = retrievals_to_json(done.retrievals)
+    return [{"role": "user", "content": message}, answer]
 
 
 def _needless_retrievals(system: System, requests: Sequence[str], retriever: RankingRetriever, max_new_tokens: int) -> float:
@@ -301,6 +331,10 @@ def evaluate(
             forced = name != "onegen"
             system = System(name, model, doc_vectors, "always" if forced else "auto",
                             description=f"{model.name}, one pass" + (", [RQ] forced" if forced else ""))
+        elif name in REPLAYED:
+            kept = "with" if REPLAYED[name] else "without"
+            system = System(name, model, doc_vectors, "auto", replay=REPLAYED[name],
+                            description=f"{model.name}, history given as messages {kept} retrievals")
         elif name == "onegen-gold":
             system = System(name, model, doc_vectors, "always", gold_query(doc_vectors, ids),
                             description=f"{model.name}, gold paragraph inserted")
@@ -317,8 +351,9 @@ def evaluate(
                             text_query(minilm[0].encode, with_history=name == "minilm-history"),
                             description=f"{model.name} + all-MiniLM-L6-v2, passage as context", prompted=True)
         print(f"eval: running {name} ({system.description})", flush=True)
-        # Without history the two MiniLM queries are the same text: single-hop scores are shared.
-        reuse = done.get("minilm-raw") if name == "minilm-history" else None
+        # Without history, the MiniLM queries and the stateless systems match their live
+        # counterparts: single-hop scores are shared.
+        reuse = done.get({"minilm-history": "minilm-raw", **dict.fromkeys(REPLAYED, "onegen")}.get(name, ""))
         result = run_system(system, data, max_new_tokens=max_new_tokens,
                             max_passage_tokens=max_passage_tokens, single=reuse is None)
         if reuse is not None:
