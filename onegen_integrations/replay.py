@@ -36,8 +36,9 @@ class PastRetrieval:
     """The documents inserted, in order."""
 
 
-def retrievals_to_json(retrievals: Sequence[RetrievalEvent]) -> list[dict[str, Any]]:
-    """An answer's retrievals as plain JSON: offset, and each hit's id, text and score."""
+def retrievals_to_json(retrievals: Sequence[RetrievalEvent | PastRetrieval]) -> list[dict[str, Any]]:
+    """An answer's retrievals (live events, or restored ones) as plain JSON: offset, and each
+    hit's id, text and score."""
     return [
         {"offset": r.offset, "hits": [{"id": h.id, "text": h.text, "score": h.score} for h in r.hits]}
         for r in retrievals

@@ -24,7 +24,7 @@ from onegen_integrations.chat_format import ChatFormat, Message
 from onegen_integrations.errors import ContextWindowExceededError, EmptyTextError, SessionBusyError
 from onegen_integrations.events import DoneEvent, Event, FinishReason, RetrievalEvent, TokenEvent, Usage
 from onegen_integrations.model import OneGenModel
-from onegen_integrations.replay import RETRIEVALS_KEY, PastRetrieval, retrievals_from_json
+from onegen_integrations.replay import RETRIEVALS_KEY, PastRetrieval, retrievals_from_json, retrievals_to_json
 from onegen_integrations.retrieval import Hit, RetrievalQuery, Retriever
 
 RetrievalMode = Literal["auto", "always", "never"]
@@ -67,6 +67,8 @@ class _Turn:
     finish: FinishReason = "length"
     tokens: list[int] = field(default_factory=list)
     """This turn's tokens in the dialogue: user message, answer, `[RQ]`, passages, close."""
+    retrievals: list[RetrievalEvent | PastRetrieval] = field(default_factory=list)
+    """What the answer retrieved, where (live, or restored by a replay)."""
 
 
 class OneGenSession:
@@ -138,10 +140,12 @@ class OneGenSession:
 
     @property
     def messages(self) -> list[Message]:
-        """The dialogue the cache holds, as chat messages (answers without passages)."""
+        """The dialogue the cache holds, as chat messages; each answer carries its retrievals
+        under `replay.RETRIEVALS_KEY`, so `load_history(session.messages)` rebuilds this cache."""
         out: list[Message] = []
         for turn in self._turns:
-            out += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.answer}]
+            answer = {"role": "assistant", "content": turn.answer, RETRIEVALS_KEY: retrievals_to_json(turn.retrievals)}
+            out += [{"role": "user", "content": turn.user}, answer]
         return out
 
     @property
@@ -168,11 +172,14 @@ class OneGenSession:
         history = self.messages
         if self._turns:
             self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
-        self._turns.append(_Turn(user=user, answer=answer, finish="eos"))
+        turn = _Turn(user=user, answer=answer, finish="eos")
+        self._turns.append(turn)
         self._append(self._format.user_turn(history, user))
         if retrievals is None:
-            self._replay_decision(user)
+            turn.retrievals = self._replay_decision(user)
             retrievals = []
+        else:
+            turn.retrievals = list(retrievals)
         start = 0
         for past in retrievals:
             cut = min(max(past.offset, start), len(answer))
@@ -182,22 +189,22 @@ class OneGenSession:
             start = cut
         self._append([*self.model.tokenize(answer[start:]), self._eos_id])
 
-    def _replay_decision(self, user: str) -> None:
+    def _replay_decision(self, user: str) -> list[RetrievalEvent]:
         """At the start of a replayed answer whose retrievals are unknown, retrieve if a live
         turn would have: `[RQ]` is the model's most likely first token (`auto`), or `always`."""
         options = self.options
         if self.retriever is None or options.retrieval == "never":
-            return
+            return []
         if options.retrieval == "auto":
             logits = self.model.logits(self._flush_within_window()[-1])
             logits[self.model.engine_token_ids] = float("-inf")
             if self.logits_processor is not None:
                 logits = self.logits_processor([], logits)
             if int(torch.argmax(logits)) != self.model.query_token_id:
-                return
+                return []
         self._append(self._query_tokens(options))
         states = self._flush_within_window()
-        self._retrieve(states[-2] if options.insertion == "con" else states[-1], user, "", options)
+        return [self._retrieve(states[-2] if options.insertion == "con" else states[-1], user, "", options)]
 
     def _flush_within_window(self) -> torch.Tensor:
         """`_flush` after dropping the oldest turns if the queued tokens would overflow the window."""
@@ -337,6 +344,7 @@ class OneGenSession:
         finally:
             if turn.finish != "stop":
                 turn.answer = self._decode(answer_ids, final=True)
+        turn.retrievals = list(retrievals)
         if len(turn.answer) > len(emitted) and turn.answer.startswith(emitted):
             yield TokenEvent(turn.answer[len(emitted) :])
         usage = Usage(
