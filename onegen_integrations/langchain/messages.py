@@ -3,19 +3,25 @@
 The engine answers one user message per turn over a cache of the turns before it. A LangChain
 chat model is handed the whole conversation on every call, so the earlier turns are loaded
 into a fresh session (`OneGenSession.load_history`) and fed with the new message in one
-forward pass.
+forward pass. An AI message that carries its retrievals (`onegen_retrievals` in
+`additional_kwargs`, as every OneGen answer does, or in `response_metadata`) is replayed with
+its `[RQ]` and passages where the live answer had them, so follow-ups retrieve as they would
+have in the live session.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from onegen_integrations.chat_format import Message
+from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_from_json
 
 _ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
+_JOIN = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,8 @@ class Dialogue:
     question: str
     """The last user message: the one to answer."""
     history: list[Message] = field(default_factory=list)
-    """Earlier turns, alternating user and assistant, starting with a user message."""
+    """Earlier turns, alternating user and assistant, starting with a user message; an
+    assistant turn whose retrievals are known holds them under `RETRIEVALS_KEY`."""
     system: str | None = None
     """The system prompt the messages give, if any."""
 
@@ -35,6 +42,8 @@ def to_dialogue(messages: Sequence[BaseMessage]) -> Dialogue:
 
     System messages join into the system prompt; consecutive messages of one role join into
     one message; a conversation opening with the assistant gets an empty first user message.
+    An AI message's `onegen_retrievals` (from `additional_kwargs`, else `response_metadata`)
+    goes with its turn; joined AI messages keep them only if each part has them.
     Raises `ValueError` when the last message is not from the user, `NotImplementedError` for
     tool calls, tool results and non-text content, which OneGen models do not handle.
     """
@@ -45,15 +54,40 @@ def to_dialogue(messages: Sequence[BaseMessage]) -> Dialogue:
         text = message.text
         if role == "system":
             system.append(text)
-        elif turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n\n" + text
+            continue
+        turn: Message = {"role": role, "content": text}
+        if role == "assistant" and (past := retrievals_of(message)) is not None:
+            turn[RETRIEVALS_KEY] = past
+        if turns and turns[-1]["role"] == role:
+            turns[-1] = _joined(turns[-1], turn)
         else:
             if not turns and role == "assistant":
                 turns.append({"role": "user", "content": ""})
-            turns.append({"role": role, "content": text})
+            turns.append(turn)
     if not turns or turns[-1]["role"] != "user":
         raise ValueError("the last message must be a human message: it is the one the model answers")
-    return Dialogue(question=turns[-1]["content"], history=turns[:-1], system="\n\n".join(system) or None)
+    return Dialogue(question=turns[-1]["content"], history=turns[:-1], system=_JOIN.join(system) or None)
+
+
+def retrievals_of(message: BaseMessage) -> Any:
+    """The `onegen_retrievals` an AI message carries, or None when its retrievals are unknown."""
+    for metadata in (message.additional_kwargs, message.response_metadata):
+        if RETRIEVALS_KEY in metadata:
+            return metadata[RETRIEVALS_KEY]
+    return None
+
+
+def _joined(first: Message, second: Message) -> Message:
+    """Two consecutive messages of one role as one; the second's retrievals move by the first's text."""
+    joined: Message = {"role": first["role"], "content": first["content"] + _JOIN + second["content"]}
+    if RETRIEVALS_KEY in first and RETRIEVALS_KEY in second:
+        shift = len(first["content"]) + len(_JOIN)
+        moved = [
+            {"offset": past.offset + shift, "hits": [{"id": h.id, "text": h.text, "score": h.score} for h in past.hits]}
+            for past in retrievals_from_json(second[RETRIEVALS_KEY])
+        ]
+        joined[RETRIEVALS_KEY] = [*first[RETRIEVALS_KEY], *moved]
+    return joined
 
 
 def _role(message: BaseMessage) -> str:

@@ -44,6 +44,28 @@ class RecordingHandler(BaseCallbackHandler):
         self.events.append(("chain_end", outputs))
 
 
+class ModelRunRecorder(BaseCallbackHandler):
+    """Keeps the chat-model runs it sees: the messages each starts with, its parent, what it ends with."""
+
+    def __init__(self) -> None:
+        self.chains: list[uuid.UUID] = []
+        self.starts: list[tuple[list[Any], uuid.UUID | None]] = []
+        self.ends: list[Any] = []
+
+    def on_chain_start(
+        self, serialized: Any, inputs: Any, *, run_id: uuid.UUID, parent_run_id: Any = None, **kw: Any
+    ) -> None:
+        self.chains.append(run_id)
+
+    def on_chat_model_start(
+        self, serialized: Any, messages: Any, *, run_id: uuid.UUID, parent_run_id: Any = None, **kw: Any
+    ) -> None:
+        self.starts.append((messages[0], parent_run_id))
+
+    def on_llm_end(self, response: Any, **kw: Any) -> None:
+        self.ends.append(response.generations[0][0].message)
+
+
 def capture_search_vectors(retriever: OneGenRetriever) -> list[np.ndarray]:
     """Record every vector the Chroma store is searched with (wraps the instance's method)."""
     vectors: list[np.ndarray] = []

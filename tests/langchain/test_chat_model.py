@@ -9,6 +9,7 @@ from langchain_core.tools import tool
 from onegen_integrations.langchain import ChatOneGen, OneGenEmbeddings
 from onegen_integrations.langchain.messages import to_dialogue
 from onegen_integrations.model import OneGenModel
+from onegen_integrations.replay import RETRIEVALS_KEY, ReplayFormatError
 
 
 @pytest.fixture
@@ -47,6 +48,47 @@ def test_consecutive_messages_of_one_role_and_all_system_messages_are_joined() -
 def test_a_conversation_opened_by_the_assistant_gets_an_empty_first_user_turn() -> None:
     dialogue = to_dialogue([AIMessage("How can I help?"), HumanMessage("Tell me a fact.")])
     assert dialogue.history == [{"role": "user", "content": ""}, {"role": "assistant", "content": "How can I help?"}]
+
+
+def test_an_ai_messages_retrievals_go_with_its_turn_from_either_metadata_field() -> None:
+    past = [{"offset": 0, "hits": [{"id": "a", "text": "A.", "score": 0.5}]}]
+    dialogue = to_dialogue(
+        [
+            HumanMessage("q1"),
+            AIMessage("r1", additional_kwargs={RETRIEVALS_KEY: past}),
+            HumanMessage("q2"),
+            AIMessage("r2", response_metadata={RETRIEVALS_KEY: []}),
+            HumanMessage("q3"),
+            AIMessage("r3"),
+            HumanMessage("q4"),
+        ]
+    )
+    assert [turn.get(RETRIEVALS_KEY) for turn in dialogue.history[1::2]] == [past, [], None]
+
+
+def test_joined_ai_messages_keep_their_retrievals_at_the_offsets_of_the_joined_text() -> None:
+    hit = {"id": "a", "text": "A.", "score": 0.5}
+    first = AIMessage("Odile.", additional_kwargs={RETRIEVALS_KEY: [{"offset": 0, "hits": [hit]}]})
+    second = AIMessage("Selbrook.", additional_kwargs={RETRIEVALS_KEY: [{"offset": 3, "hits": [hit]}]})
+    joined = to_dialogue([HumanMessage("q"), first, second, HumanMessage("q2")]).history[1]
+    assert joined["content"] == "Odile.\n\nSelbrook."
+    assert [r["offset"] for r in joined[RETRIEVALS_KEY]] == [0, len("Odile.\n\n") + 3]
+    unknown = to_dialogue([HumanMessage("q"), first, AIMessage("More."), HumanMessage("q2")]).history[1]
+    assert RETRIEVALS_KEY not in unknown
+    with pytest.raises(ReplayFormatError, match=RETRIEVALS_KEY):
+        to_dialogue(
+            [HumanMessage("q"), first, AIMessage("x", additional_kwargs={RETRIEVALS_KEY: 1}), HumanMessage("?")]
+        )
+
+
+def test_every_answer_carries_its_retrievals_once_in_the_merged_message(chat: ChatOneGen) -> None:
+    chunks = list(chat.stream("Hello"))
+    assert [RETRIEVALS_KEY in chunk.additional_kwargs for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    assert merged.additional_kwargs == {RETRIEVALS_KEY: []}  # retrieval is off: known to have none
+    assert chat.invoke("Hello").additional_kwargs == {RETRIEVALS_KEY: []}
 
 
 def test_the_last_message_must_be_the_human_one_to_answer(chat: ChatOneGen) -> None:

@@ -9,11 +9,17 @@ import pytest
 from chromadb.config import Settings
 from langchain_chroma import Chroma
 
-from onegen_integrations.errors import EmbeddingModelMismatchError, InvalidQueryError, StoreError
+from onegen_integrations.errors import (
+    EmbeddingModelMismatchError,
+    InvalidDocumentError,
+    InvalidQueryError,
+    StoreError,
+)
 from onegen_integrations.langchain import OneGenEmbeddings, OneGenRetriever
 from onegen_integrations.model import OneGenModel
-from onegen_integrations.store import ChromaDocumentStore
+from onegen_integrations.store import ChromaDocumentStore, content_id
 from tests.conftest import make_tiny_model
+from tests.langchain.probes import count_calls
 
 TEXTS = [
     "Odile Marchetti founded the Varenne Institute.",
@@ -106,3 +112,21 @@ def test_a_k_below_one_is_refused_for_either_store(
 def test_k_given_to_invoke_overrides_the_retrievers_k(retriever: OneGenRetriever) -> None:
     assert len(retriever.invoke("Which river?", k=1)) == 1
     assert len(retriever.invoke("Which river?", k=3)) == 3
+
+
+def test_from_texts_run_again_stores_each_text_once_and_embeds_nothing_twice(
+    retriever: OneGenRetriever, client: chromadb.ClientAPI
+) -> None:
+    embeddings = retriever.embeddings
+    embedded = count_calls(embeddings, "embed_documents")
+    again = OneGenRetriever.from_texts([*TEXTS, TEXTS[0]], embeddings, k=2, client=client)
+    assert again.store._collection.count() == len(TEXTS)
+    assert embedded == []
+    documents = again.invoke("Which river?")
+    assert len({doc.id for doc in documents}) == 2
+    assert {doc.id for doc in documents} <= {content_id(text) for text in TEXTS}
+
+
+def test_from_texts_refuses_one_id_for_two_texts(tiny_model: OneGenModel, client: chromadb.ClientAPI) -> None:
+    with pytest.raises(InvalidDocumentError, match="given to two different texts"):
+        OneGenRetriever.from_texts(TEXTS[:2], OneGenEmbeddings(onegen_model=tiny_model), ids=["x", "x"], client=client)

@@ -9,7 +9,8 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.utils import ConfigurableFieldSpec
 from pydantic import PrivateAttr
 
-from onegen_integrations.langchain.chains.rag import OneGenRAGChain, QuestionInput, read_question_input
+from onegen_integrations.langchain.chains.rag import ChainInput, OneGenRAGChain, read_chain_input
+from onegen_integrations.replay import RETRIEVALS_KEY
 from onegen_integrations.session import OneGenSession
 
 SESSION_ID = ConfigurableFieldSpec(
@@ -34,12 +35,15 @@ class OneGenChatChain(OneGenRAGChain):
 
     Setup:
         Like `OneGenRAGChain`. Sessions live in memory, in this object; `end_session` frees one.
-        Old turns are dropped when the context window fills (the engine's policy).
+        Old turns are dropped when the context window fills (the engine's policy). Where the
+        history must outlive the process (a message store, a LangGraph checkpointer), use
+        `OneGenRAGChain` with the history as messages: it replays them into the same tokens.
 
     Key init args:
         llm: the chat model; its `max_tokens`, `temperature`, `stop` and `system_prompt` apply.
         retriever: searched at each `[RQ]`.
         retrieval: `"auto"`, `"always"`, or None for the engine's default.
+        output: `"text"` or `"answer_and_context"`, as for `OneGenRAGChain`.
 
     Example:
         ```python
@@ -67,18 +71,18 @@ class OneGenChatChain(OneGenRAGChain):
             return self._sessions[session_id]
 
     def history(self, session_id: str) -> list[BaseMessage]:
-        """The conversation of `session_id` as LangChain messages (answers without the passages)."""
-        kinds = {"user": HumanMessage, "assistant": AIMessage}
-        return [kinds[m["role"]](m["content"]) for m in self.session(session_id).messages]
+        """The conversation of `session_id` as LangChain messages, each answer with its retrievals
+        (`onegen_retrievals` in `additional_kwargs`): a chain given them as history replays them."""
+        return _as_messages(self.session(session_id))
 
     def end_session(self, session_id: str) -> None:
         """Forget the conversation of `session_id` and free its cache."""
         with self._sessions_lock:
             self._sessions.pop(session_id, None)
 
-    def _start_turn(self, input: str | QuestionInput, config: RunnableConfig) -> tuple[OneGenSession, str]:
-        question, history = read_question_input(input)
-        if history:
+    def _start_turn(self, input: ChainInput, config: RunnableConfig) -> tuple[OneGenSession, list[BaseMessage]]:
+        messages = read_chain_input(input)
+        if len(messages) > 1:
             raise ValueError(
                 "OneGenChatChain keeps each session's history itself: pass only the question, and the "
                 "session id in config={'configurable': {'session_id': ...}}"
@@ -90,4 +94,15 @@ class OneGenChatChain(OneGenRAGChain):
                 "no session id: call with config={'configurable': {'session_id': 'some-id'}} (or a "
                 "LangGraph thread_id) so the chain knows which conversation the message continues"
             )
-        return self.session(str(session_id)), question
+        session = self.session(str(session_id))
+        return session, [*_as_messages(session), messages[-1]]
+
+
+def _as_messages(session: OneGenSession) -> list[BaseMessage]:
+    """The session's dialogue; each answer keeps its retrievals, so the history can rebuild it."""
+    return [
+        HumanMessage(m["content"])
+        if m["role"] == "user"
+        else AIMessage(m["content"], additional_kwargs={RETRIEVALS_KEY: m[RETRIEVALS_KEY]})
+        for m in session.messages
+    ]

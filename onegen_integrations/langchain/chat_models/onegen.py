@@ -1,4 +1,4 @@
-"""`ChatOneGen`: a OneGen model as a LangChain chat model (plain generation, no retrieval)."""
+"""`ChatOneGen`: a OneGen model as a LangChain chat model (plain generation; the chains add retrieval)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pydantic import Field
 from onegen_integrations.events import DoneEvent, FinishReason, TokenEvent
 from onegen_integrations.langchain.messages import Dialogue, to_dialogue
 from onegen_integrations.langchain.shared_model import UsesOneGenModel
+from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_to_json
 from onegen_integrations.retrieval import Retriever
 from onegen_integrations.session import OneGenSession
 
@@ -28,9 +29,15 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
     Runs the OneGen engine in-process with retrieval off: the messages become a dialogue
     (system prompt, earlier turns, the last human message) that is fed once and answered by
     greedy or sampled decoding. For retrieval inside generation use `OneGenRAGChain` or
-    `OneGenChatChain`, which run this model with a retriever. Tool calling is not supported
-    (`bind_tools` raises `NotImplementedError`): a 135M model without tool training cannot
-    produce reliable tool calls.
+    `OneGenChatChain`, which run this model with a retriever (as a child chat-model run, so
+    tracing sees the messages, tokens and usage). Tool calling is not supported (`bind_tools`
+    raises `NotImplementedError`): a 135M model without tool training cannot produce reliable
+    tool calls.
+
+    Every answer carries its retrievals in `additional_kwargs["onegen_retrievals"]` (an empty
+    list here, where nothing is retrieved): passed back in a later conversation, an answer is
+    replayed with its `[RQ]` and passages where it had them, so follow-ups retrieve the same
+    way whether the application keeps a session or sends the whole history each time.
 
     Setup:
         Install `onegen-integrations[langchain]`. Construction is cheap: the weights load on
@@ -43,6 +50,8 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
         max_tokens: most new tokens per answer.
         temperature: 0 for greedy decoding.
         stop: strings that end the answer.
+        session (per call): an engine `OneGenSession` that already holds the earlier turns,
+            to answer the last message over instead of a new session; the chains pass theirs.
 
     Example:
         ```python
@@ -118,6 +127,11 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
             session.load_history(dialogue.history)
         return session
 
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        # A session passed by a chain is an object, not a parameter: keep it out of traces.
+        kwargs.pop("session", None)
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -134,16 +148,20 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        session: OneGenSession | None = kwargs.pop("session", None)
         unknown = set(kwargs) - set(_CALL_OPTIONS)
         if unknown:
             raise TypeError(
                 f"ChatOneGen does not take {', '.join(sorted(unknown))}: per call it takes stop, "
                 f"{', '.join(_CALL_OPTIONS)}"
             )
-        options = {_CALL_OPTIONS[name]: value for name, value in kwargs.items()}
+        options: dict[str, Any] = {_CALL_OPTIONS[name]: value for name, value in kwargs.items()}
+        if stop:
+            options["stop"] = (*(self.stop or ()), *stop)
         dialogue = to_dialogue(messages)
-        session = self.start_session(dialogue, stop=(*(self.stop or ()), *(stop or ())), **options)
-        for event in session.send(dialogue.question):
+        if session is None:
+            session = self.start_session(dialogue)
+        for event in session.send(dialogue.question, **options):
             if isinstance(event, TokenEvent):
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
                 if run_manager:
@@ -153,12 +171,25 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
                 yield self._last_chunk(event)
 
     def _last_chunk(self, done: DoneEvent) -> ChatGenerationChunk:
-        """The closing chunk: no text, the usage and why the answer ended."""
+        """The closing chunk: no text; the usage, why the answer ended, and what it retrieved.
+
+        Input tokens are everything the answer was conditioned on: the new message, the
+        dialogue already in the cache (`cache_read`) and the inserted passages.
+        """
+        used = done.usage
+        read = used.prompt_tokens + used.cached_tokens + used.rebuilt_tokens + used.inserted_tokens
         usage = UsageMetadata(
-            input_tokens=done.usage.prompt_tokens,
-            output_tokens=done.usage.completion_tokens,
-            total_tokens=done.usage.prompt_tokens + done.usage.completion_tokens,
+            input_tokens=read,
+            output_tokens=used.completion_tokens,
+            total_tokens=read + used.completion_tokens,
+            input_token_details={"cache_read": used.cached_tokens},
         )
         metadata = {"model_name": self.model_name, "finish_reason": _FINISH_REASONS[done.finish_reason]}
-        message = AIMessageChunk(content="", usage_metadata=usage, response_metadata=metadata, chunk_position="last")
+        message = AIMessageChunk(
+            content="",
+            additional_kwargs={RETRIEVALS_KEY: retrievals_to_json(done.retrievals)},
+            usage_metadata=usage,
+            response_metadata=metadata,
+            chunk_position="last",
+        )
         return ChatGenerationChunk(message=message, generation_info=metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from langchain_core.documents import Document
 from langchain_core.runnables import ensure_config
 
 from onegen_integrations.langchain.retrievers.onegen import SCORE_KEY, OneGenRetriever
@@ -15,15 +16,18 @@ class EngineRetriever:
     keeps it in a context variable while a runnable runs), so callbacks and
     `astream_events` see `on_retriever_start`/`on_retriever_end` with the documents, as a
     child of the chain's run. The query text in those events is the user's message and the
-    answer so far; it is never embedded.
+    answer so far; it is never embedded. The documents found are kept, as LangChain
+    `Document`s, until a chain takes them (`take_documents`) for its `context` output.
     """
 
     def __init__(self, retriever: OneGenRetriever) -> None:
         self.retriever = retriever
+        self._found: list[Document] = []
 
     def retrieve(self, query: RetrievalQuery) -> list[Hit]:
         """The engine's `Retriever` protocol: the best `query.k` documents for `query.vector`."""
         documents = self.retriever.invoke(query.text, ensure_config(), vector=query.vector.tolist(), k=query.k)
+        self._found.extend(documents)
         return [
             Hit(
                 id=doc.id or "",
@@ -33,3 +37,8 @@ class EngineRetriever:
             )
             for doc in documents
         ]
+
+    def take_documents(self) -> list[Document]:
+        """The documents retrieved since the last call, in order."""
+        found, self._found = self._found, []
+        return found

@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
-from onegen_integrations.errors import StoreError
+from onegen_integrations.errors import InvalidDocumentError, StoreError
 from onegen_integrations.langchain.embeddings.onegen import OneGenEmbeddings
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit
@@ -23,6 +23,7 @@ from onegen_integrations.store import (
     check_k,
     check_recorded_model,
     check_same_model,
+    content_id,
 )
 
 SCORE_KEY = "score"
@@ -98,7 +99,10 @@ class OneGenRetriever(BaseRetriever):
         """Embed `texts` into a new (or reopened) `Chroma` collection set up for OneGen; retrieve from it.
 
         `chroma_kwargs` go to `Chroma` (`collection_name`, `persist_directory`, `client`, ...);
-        the collection measures cosine distance and records the model's fingerprint.
+        the collection measures cosine distance and records the model's fingerprint. Ids
+        default to `content_id(text)`, as in `ChromaDocumentStore.add`: a text given twice is
+        stored once, running `from_texts` again on a persistent collection adds nothing twice,
+        and texts already stored under their id with the same metadata are not embedded again.
         """
         chroma_kwargs.setdefault("collection_name", "onegen")
         chroma_kwargs.setdefault("client_settings", Settings(anonymized_telemetry=False))
@@ -109,7 +113,18 @@ class OneGenRetriever(BaseRetriever):
             **chroma_kwargs,
         )
         _check_chroma(store, embeddings.load_model())
-        store.add_texts(list(texts), metadatas=metadatas, ids=ids)
+        texts = list(texts)
+        records = _unique_records(texts, [content_id(t) for t in texts] if ids is None else list(ids), metadatas)
+        stored = store.get(ids=list(records), include=["documents", "metadatas"]) if records else {"ids": []}
+        unchanged = {
+            id_
+            for id_, text, meta in zip(stored["ids"], stored.get("documents", []), stored.get("metadatas", []))
+            if (text, meta or {}) == (records[id_][0], records[id_][1] or {})
+        }
+        new = [id_ for id_ in records if id_ not in unchanged]
+        if new:
+            new_metadatas = [records[id_][1] or {} for id_ in new] if metadatas is not None else None
+            store.add_texts([records[id_][0] for id_ in new], metadatas=new_metadatas, ids=new)
         return cls(store=store, embeddings=embeddings, k=k)
 
     def _get_relevant_documents(
@@ -136,6 +151,25 @@ class OneGenRetriever(BaseRetriever):
         return [
             Document(page_content=hit.text, id=hit.id, metadata={**hit.metadata, SCORE_KEY: hit.score}) for hit in hits
         ]
+
+
+def _unique_records(
+    texts: list[str], ids: list[str], metadatas: list[dict] | None
+) -> dict[str, tuple[str, dict | None]]:
+    """Each id once with its text and metadata (the first wins); an id given to two texts is refused."""
+    metas: list[dict | None] = [None] * len(texts) if metadatas is None else list(metadatas)
+    if not len(texts) == len(ids) == len(metas):
+        raise ValueError(
+            f"got {len(texts)} texts, {len(ids)} ids and {len(metas)} metadatas: give one of each per text"
+        )
+    records: dict[str, tuple[str, dict | None]] = {}
+    for i, (text, id_, meta) in enumerate(zip(texts, ids, metas)):
+        if id_ in records and records[id_][0] != text:
+            raise InvalidDocumentError(
+                f"id {id_!r} is given to two different texts (the second is text {i}): give each text its own id; nothing was written"
+            )
+        records.setdefault(id_, (text, meta))
+    return records
 
 
 def _embeddings_of(store: ChromaDocumentStore | Chroma) -> OneGenEmbeddings:
