@@ -342,9 +342,10 @@ class OneGenSession:
                 if len(generated) >= options.max_new_tokens:
                     break
         finally:
+            # Also when the caller stops reading: the cache holds what was fed, and so must the turn.
+            turn.retrievals = list(retrievals)
             if turn.finish != "stop":
                 turn.answer = self._decode(answer_ids, final=True)
-        turn.retrievals = list(retrievals)
         if len(turn.answer) > len(emitted) and turn.answer.startswith(emitted):
             yield TokenEvent(turn.answer[len(emitted) :])
         usage = Usage(

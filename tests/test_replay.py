@@ -103,3 +103,14 @@ def test_session_messages_rebuild_the_same_cache(tiny_model) -> None:
 
 def rounded(messages: list[dict]) -> list[dict]:
     return json.loads(json.dumps(messages), parse_float=lambda x: round(float(x), 4))
+
+
+def test_a_stream_left_after_its_retrieval_keeps_that_retrieval_in_the_history(tiny_model) -> None:
+    processor = scripted(tiny_model, tiny_model.query_token_id, " She was born in Paris.")
+    session = tiny_model.session(ListRetriever(tiny_model, DOCS), retrieval="auto", logits_processor=processor)
+    stream = session.send("Who is Ada?")
+    next(stream)  # the retrieval
+    next(stream)  # one token of the answer
+    stream.close()
+
+    assert session.messages[1][RETRIEVALS_KEY][0]["hits"] and tiny_model.query_token_id in session.token_ids

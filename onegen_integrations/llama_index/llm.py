@@ -15,7 +15,6 @@ from llama_index.core.base.llms.types import (
     CompletionResponseAsyncGen,
     CompletionResponseGen,
     LLMMetadata,
-    MessageRole,
 )
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
@@ -23,7 +22,13 @@ from llama_index.core.llms.custom import CustomLLM
 
 from onegen_integrations.events import DoneEvent
 from onegen_integrations.llama_index.dialogue import Dialogue
-from onegen_integrations.llama_index.streams import chat_responses, iterate_in_thread, text_deltas
+from onegen_integrations.llama_index.streams import (
+    answer_message,
+    chat_responses,
+    completion_responses,
+    iterate_in_thread,
+    turn_metadata,
+)
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.session import OneGenSession
 
@@ -35,8 +40,13 @@ class OneGenLLM(CustomLLM):
 
     Wrap an already-loaded model, so `OneGenEmbedding(model)` and this LLM share one copy
     of the weights. Every call is a fresh engine session with retrieval off (`[RQ]` is never
-    emitted); message lists are fed in the model's chat template, history first. For
-    retrieval inside generation use `OneGenQueryEngine` or `OneGenChatEngine`.
+    emitted); message lists are fed in the model's chat template, history first, and an
+    answer in them that carries `additional_kwargs[RETRIEVALS_KEY]` (as the chat engine's
+    and agent's answers do) is fed with its `[RQ]` and passages where they were. For
+    retrieval inside generation use `OneGenQueryEngine` or `OneGenChatEngine`. A response's
+    `raw` is plain JSON: finish reason, token usage (what `TokenCountingHandler` reads) and
+    retrievals; a chat answer's message carries its (empty) retrievals too. Streams end with
+    an empty-delta response that carries them.
 
     Key arguments: `max_new_tokens`, `temperature` (0: greedy), `stop`, `system_prompt`
     (default: the model's). Per call, `max_new_tokens`, `temperature`, `top_p`, `top_k`
@@ -90,7 +100,7 @@ class OneGenLLM(CustomLLM):
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Answer `prompt` as one user message (the chat template is always applied)."""
         done = self._answer(Dialogue(prompt), kwargs)
-        return CompletionResponse(text=done.text, raw=done)
+        return CompletionResponse(text=done.text, raw=turn_metadata(done))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
@@ -101,7 +111,7 @@ class OneGenLLM(CustomLLM):
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Answer the last (user) message; the history is fed in one forward pass."""
         done = self._answer(Dialogue.from_messages(messages), kwargs)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=done.text), raw=done)
+        return ChatResponse(message=answer_message(done), raw=turn_metadata(done))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -112,7 +122,7 @@ class OneGenLLM(CustomLLM):
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """`complete`, computed in a worker thread so the event loop stays free."""
         done = await asyncio.to_thread(self._answer, Dialogue(prompt), kwargs)
-        return CompletionResponse(text=done.text, raw=done)
+        return CompletionResponse(text=done.text, raw=turn_metadata(done))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
@@ -123,7 +133,7 @@ class OneGenLLM(CustomLLM):
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """`chat`, computed in a worker thread so the event loop stays free."""
         done = await asyncio.to_thread(self._answer, Dialogue.from_messages(messages), kwargs)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=done.text), raw=done)
+        return ChatResponse(message=answer_message(done), raw=turn_metadata(done))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
@@ -134,8 +144,7 @@ class OneGenLLM(CustomLLM):
         return self._session(dialogue, overrides).ask(dialogue.message)
 
     def _completion_stream(self, dialogue: Dialogue, overrides: dict[str, Any]) -> CompletionResponseGen:
-        events = self._session(dialogue, overrides).send(dialogue.message)
-        return (CompletionResponse(text=text, delta=delta) for text, delta in text_deltas(events))
+        return completion_responses(self._session(dialogue, overrides).send(dialogue.message))
 
     def _chat_stream(self, dialogue: Dialogue, overrides: dict[str, Any]) -> ChatResponseGen:
         return chat_responses(self._session(dialogue, overrides).send(dialogue.message))
@@ -153,4 +162,6 @@ class OneGenLLM(CustomLLM):
             "stop": self.stop,
             **overrides,
         }
-        return dialogue.open(self._model, None, system_prompt=self.system_prompt, seed=self.seed, retrieval="never", **options)
+        return dialogue.open(
+            self._model, None, system_prompt=self.system_prompt, seed=self.seed, retrieval="never", **options
+        )

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from llama_index.core import Settings
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.response.schema import (
@@ -21,6 +22,7 @@ from llama_index.core.schema import QueryBundle
 
 from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.events import DoneEvent, Event, TokenEvent
+from onegen_integrations.llama_index.llm_events import model_dict, prompt_messages, reported_as_llm_call
 from onegen_integrations.llama_index.retriever import FromIndex, LlamaIndexRetriever
 from onegen_integrations.llama_index.streams import iterate_in_thread, run_to_end, turn_metadata
 from onegen_integrations.model import OneGenModel
@@ -32,7 +34,9 @@ class OneGenQueryEngine(FromIndex, BaseQueryEngine):
     The question is fed once; tokens stream; when the model emits `[RQ]`, the hidden state
     there becomes the `QueryBundle.embedding` for the LlamaIndex retriever (so no query is
     embedded separately), the post-processed nodes are inserted as passages, and decoding
-    goes on in the same pass. There is no separate synthesis call. Untrained models
+    goes on in the same pass. There is no separate synthesis call. The response's `metadata`
+    (plain JSON) holds the finish reason, the token usage, and the retrievals under
+    `replay.RETRIEVALS_KEY`; a streaming response's fills when the stream ends. Untrained models
     retrieve once at the start of every answer (`retrieval="always"`, the engine's default
     for them).
 
@@ -42,6 +46,8 @@ class OneGenQueryEngine(FromIndex, BaseQueryEngine):
         node_postprocessors: applied to each retrieval's nodes before insertion.
         streaming: `query` returns a `StreamingResponse` whose `source_nodes` fill as
             retrievals happen.
+        callback_manager: gets the query and its generation as an `LLM` event (default:
+            `Settings.callback_manager`), so `TokenCountingHandler` counts it.
         **options: `OneGenSession` options, e.g. `max_new_tokens`, `max_retrievals`,
             `retrieval`, `stop`, `temperature`, `system_prompt`, `seed`.
 
@@ -62,7 +68,7 @@ class OneGenQueryEngine(FromIndex, BaseQueryEngine):
         callback_manager: CallbackManager | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(callback_manager)
+        super().__init__(callback_manager or Settings.callback_manager)
         self.model = model
         self.retriever = retriever
         self.node_postprocessors = list(node_postprocessors)
@@ -100,7 +106,15 @@ class OneGenQueryEngine(FromIndex, BaseQueryEngine):
             raise EmptyTextError("the query is empty: ask a question")
         adapter = LlamaIndexRetriever(self.retriever, self.node_postprocessors)
         session = self.model.session(adapter, **self.options)
-        return adapter, session.send(query_bundle.query_str)
+        system_prompt = self.options.get("system_prompt")
+        shown_system = self.model.config.system_prompt if system_prompt is None else system_prompt
+        events = reported_as_llm_call(
+            session.send(query_bundle.query_str),
+            prompt_messages(shown_system, [], query_bundle.query_str),
+            self.callback_manager,
+            model_dict(self, self.model.name, self.options),
+        )
+        return adapter, events
 
 
 def _answer_text(events: Iterator[Event], metadata: dict[str, Any]) -> Iterator[str]:

@@ -13,11 +13,11 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from typing_extensions import Self
 
-from onegen_integrations.errors import EmbeddingModelMismatchError
+from onegen_integrations.errors import EmbeddingModelMismatchError, StoreError
 from onegen_integrations.llama_index.embedding import OneGenEmbedding
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
-from onegen_integrations.store import check_k, check_recorded_model
+from onegen_integrations.store import check_cosine, check_k, check_recorded_model
 
 dispatcher = instrument.get_dispatcher(__name__)
 
@@ -50,10 +50,14 @@ class LlamaIndexRetriever:
     ) -> None:
         """`metadata_mode` says which node metadata goes into the inserted passage text
         (default none: the model sees the text it was trained to see). A retriever whose
-        `similarity_top_k` is below 1 raises `InvalidQueryError` here, not mid-answer."""
+        `similarity_top_k` is below 1 raises `InvalidQueryError` here, not mid-answer, and
+        one over a Chroma collection that does not measure cosine distance `StoreError`."""
         top_k = getattr(retriever, "similarity_top_k", None)
         if top_k is not None:
             check_k(top_k, "similarity_top_k")
+        vector_store = getattr(retriever, "_vector_store", None)  # VectorIndexRetriever's; no public accessor
+        if isinstance(vector_store, ChromaVectorStore):
+            check_chroma_space(vector_store)
         self.retriever = retriever
         self.node_postprocessors = list(node_postprocessors)
         self.metadata_mode = metadata_mode
@@ -88,8 +92,8 @@ def index_model(index: VectorStoreIndex) -> OneGenModel:
     """The `OneGenModel` whose `[RD]` vectors fill `index`; raises if another model's do.
 
     The index must have been built with `OneGenEmbedding` (the `[RQ]` vector only matches
-    OneGen document vectors), and a Chroma collection that records a fingerprint must
-    record this model's.
+    OneGen document vectors), and a Chroma collection must measure cosine distance
+    (`StoreError` otherwise) and, if it records a fingerprint, record this model's.
     """
     embed_model = getattr(index, "_embed_model", None)
     if not isinstance(embed_model, OneGenEmbedding):
@@ -102,7 +106,20 @@ def index_model(index: VectorStoreIndex) -> OneGenModel:
     model = embed_model.model
     if isinstance(index.vector_store, ChromaVectorStore):
         check_recorded_model(index.vector_store.client, model)
+        check_chroma_space(index.vector_store)
     return model
+
+
+def check_chroma_space(vector_store: ChromaVectorStore) -> None:
+    """Raise `StoreError` unless the collection measures cosine distance (Chroma's default is
+    l2), as `ChromaDocumentStore` and the LangChain retriever require: scores and similarity
+    cut-offs are meant as cosine similarities."""
+    try:
+        check_cosine(vector_store.client)
+    except StoreError as error:
+        raise StoreError(
+            f"{error}. In LlamaIndex, OneGenEmbedding(model).chroma_vector_store(client, name) opens one"
+        ) from error
 
 
 class FromIndex:

@@ -3,30 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, MessageRole
 
 from onegen_integrations.events import DoneEvent, Event, TokenEvent
+from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_to_json
 
 T = TypeVar("T")
 _END = object()
 
 
-def text_deltas(events: Iterator[Event]) -> Iterator[tuple[str, str]]:
-    """(answer so far, new text) for each token event of a turn."""
+def chat_responses(events: Iterator[Event]) -> Iterator[ChatResponse]:
+    """A turn as streamed LlamaIndex chat responses (assistant text so far, and its delta).
+
+    The last response has an empty delta and carries the finished answer: its message holds
+    the retrievals (`answer_message`) and `raw` the turn's metadata (usage included), as the
+    last chunk of a LlamaIndex LLM stream does for memory writers and token counters.
+    """
     text = ""
     for event in events:
         if isinstance(event, TokenEvent):
             text += event.text
-            yield text, event.text
+            yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=event.text)
+        elif isinstance(event, DoneEvent):
+            yield ChatResponse(message=answer_message(event), delta="", raw=turn_metadata(event))
 
 
-def chat_responses(events: Iterator[Event]) -> Iterator[ChatResponse]:
-    """A turn as streamed LlamaIndex chat responses (assistant text so far, and its delta)."""
-    for text, delta in text_deltas(events):
-        yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
+def completion_responses(events: Iterator[Event]) -> Iterator[CompletionResponse]:
+    """A turn as streamed completion responses; the last, with an empty delta, carries the
+    turn's metadata in `raw`."""
+    text = ""
+    for event in events:
+        if isinstance(event, TokenEvent):
+            text += event.text
+            yield CompletionResponse(text=text, delta=event.text)
+        elif isinstance(event, DoneEvent):
+            yield CompletionResponse(text=event.text, delta="", raw=turn_metadata(event))
 
 
 def run_to_end(events: Iterator[Event]) -> DoneEvent:
@@ -37,8 +52,23 @@ def run_to_end(events: Iterator[Event]) -> DoneEvent:
 
 
 def turn_metadata(done: DoneEvent) -> dict[str, Any]:
-    """What a LlamaIndex response's `metadata` reports about a turn."""
-    return {"finish_reason": done.finish_reason, "usage": done.usage, "retrievals": done.retrievals}
+    """What a LlamaIndex response's `metadata` (and an LLM response's `raw`) reports about a
+    turn, as plain JSON: why it ended, its token usage, and its retrievals under `RETRIEVALS_KEY`."""
+    return {
+        "finish_reason": done.finish_reason,
+        "usage": dataclasses.asdict(done.usage),
+        RETRIEVALS_KEY: retrievals_to_json(done.retrievals),
+    }
+
+
+def answer_message(done: DoneEvent) -> ChatMessage:
+    """The turn's answer as an assistant message that carries its retrievals, so a session
+    rebuilt from a message history holds what the live one held."""
+    return ChatMessage(
+        role=MessageRole.ASSISTANT,
+        content=done.text,
+        additional_kwargs={RETRIEVALS_KEY: retrievals_to_json(done.retrievals)},
+    )
 
 
 async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 
 from onegen_integrations.errors import EmptyTextError
-from onegen_integrations.llama_index import Dialogue, OneGenLLM
+from onegen_integrations.llama_index import Dialogue, OneGenChatEngine, OneGenLLM
+from onegen_integrations.replay import RETRIEVALS_KEY
 
 HISTORY = [
     ChatMessage(role="system", content="Answer in one word."),
@@ -83,3 +87,28 @@ async def test_async_variants_match_the_sync_ones(model):
     assert "".join(c.delta for c in chunks) == expected
     completions = [c async for c in await llm.astream_complete("Name a colour.")]
     assert completions[-1].text == llm.complete("Name a colour.").text
+
+
+def test_an_answer_in_the_history_is_fed_with_its_passages(index, model):
+    engine = OneGenChatEngine.from_index(index, max_new_tokens=4)
+    engine.chat("Who founded the Varenne Institute?")
+    messages = [*engine.chat_history, ChatMessage(role="user", content="Where was she born?")]
+    expected = engine.session.ask("Where was she born?", retrieval="never")
+    replayed = Dialogue.from_messages(messages).open(model, retrieval="never", max_new_tokens=4)
+    replayed.ask("Where was she born?")
+    assert replayed.token_ids == engine.session.token_ids
+    assert OneGenLLM(model, max_new_tokens=4).chat(messages).message.content == expected.text
+
+
+def test_responses_carry_json_usage_that_token_counting_reads(model):
+    counter = TokenCountingHandler(tokenizer=model.tokenizer.encode)
+    llm = OneGenLLM(model, max_new_tokens=5, callback_manager=CallbackManager([counter]))
+    response = llm.chat(HISTORY)
+    usage = json.loads(json.dumps(response.raw))["usage"]
+    assert response.message.additional_kwargs == {RETRIEVALS_KEY: []}  # retrieval is off
+    assert counter.prompt_llm_token_count == usage["prompt_tokens"] > 0
+    assert counter.completion_llm_token_count == usage["completion_tokens"] > 0
+    chunks = list(llm.stream_chat(HISTORY))
+    assert chunks[-1].delta == "" and chunks[-1].raw["usage"]["completion_tokens"] == usage["completion_tokens"]
+    assert chunks[-1].message.additional_kwargs == {RETRIEVALS_KEY: []}
+    assert counter.completion_llm_token_count == 2 * usage["completion_tokens"]

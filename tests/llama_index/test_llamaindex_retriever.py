@@ -1,12 +1,14 @@
-"""LlamaIndexRetriever and `from_index`: a top-k below 1 is refused when the engine is built."""
+"""LlamaIndexRetriever and `from_index`: a top-k below 1, or a Chroma collection that does not
+measure cosine distance, is refused when the engine is built."""
 
 from __future__ import annotations
 
 import pytest
-from llama_index.core import VectorStoreIndex
+from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from onegen_integrations.errors import InvalidQueryError
-from onegen_integrations.llama_index import OneGenQueryEngine
+from onegen_integrations.errors import InvalidQueryError, StoreError
+from onegen_integrations.llama_index import OneGenChatEngine, OneGenEmbedding, OneGenQueryEngine
 from onegen_integrations.llama_index.retriever import LlamaIndexRetriever
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import RetrievalQuery
@@ -41,3 +43,18 @@ def test_a_valid_top_k_returns_that_many_hits(index: VectorStoreIndex, model: On
     hits = adapter.retrieve(RetrievalQuery(vector=model.embed_query("Who founded it?"), text="Who founded it?", k=1))
 
     assert len(hits) == 2 and {hit.text for hit in hits} <= set(TEXTS)
+
+
+def test_a_chroma_collection_measuring_l2_distance_is_refused(model: OneGenModel, chroma) -> None:
+    collection = chroma.create_collection("l2-space")  # Chroma's default space
+    index = VectorStoreIndex.from_documents(
+        [Document(text=text) for text in TEXTS],
+        storage_context=StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection)),
+        embed_model=OneGenEmbedding(model),
+    )
+    with pytest.raises(StoreError, match=r"measures l2 distance, OneGen needs cosine.*chroma_vector_store"):
+        OneGenQueryEngine.from_index(index)
+    with pytest.raises(StoreError, match="cosine"):
+        OneGenChatEngine(model, index.as_retriever())
+    with pytest.raises(StoreError, match="cosine"):
+        LlamaIndexRetriever(index.as_retriever())
