@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.chat_history import InMemoryChatMessageHistory
+from langchain_core.runnables import Runnable
+from langchain_core.runnables.history import RunnableWithMessageHistory
 
 from onegen_integrations.langchain import OneGenRetriever
 from onegen_integrations.model import OneGenModel
@@ -91,3 +94,16 @@ def rq_state(model: OneGenModel, token_ids: list[int]) -> np.ndarray:
     """The unit hidden state at the last of `token_ids`, from one fresh forward over all of them."""
     hidden = model.forward(token_ids, model.new_cache())
     return (hidden / hidden.norm()).float().numpy()
+
+
+def with_message_history(chain: Runnable) -> tuple[RunnableWithMessageHistory, dict[str, InMemoryChatMessageHistory]]:
+    """`chain` kept in `RunnableWithMessageHistory` over in-memory histories, and those histories."""
+    histories: dict[str, InMemoryChatMessageHistory] = {}
+    wrapped = RunnableWithMessageHistory(
+        chain,
+        lambda session_id: histories.setdefault(session_id, InMemoryChatMessageHistory()),
+        input_messages_key="question",
+        history_messages_key="history",
+        output_messages_key="answer",
+    )
+    return wrapped, histories

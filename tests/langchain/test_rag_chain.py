@@ -9,9 +9,7 @@ import chromadb
 import numpy as np
 import pytest
 from chromadb.config import Settings
-from langchain_core.chat_history import InMemoryChatMessageHistory
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.runnables.history import RunnableWithMessageHistory
 
 from onegen_integrations.errors import EmbeddingModelMismatchError, EmptyTextError
 from onegen_integrations.langchain import ChatOneGen, OneGenChatChain, OneGenEmbeddings, OneGenRAGChain, OneGenRetriever
@@ -25,6 +23,7 @@ from tests.langchain.probes import (
     capture_search_vectors,
     count_calls,
     rq_state,
+    with_message_history,
 )
 
 
@@ -213,14 +212,7 @@ def test_a_history_answer_carrying_its_retrievals_is_replayed_into_the_live_sess
 
 
 def test_runnable_with_message_history_stores_answers_that_carry_their_retrievals(rag: OneGenRAGChain) -> None:
-    histories: dict[str, InMemoryChatMessageHistory] = {}
-    chain = RunnableWithMessageHistory(
-        rag,
-        lambda session_id: histories.setdefault(session_id, InMemoryChatMessageHistory()),
-        input_messages_key="question",
-        history_messages_key="history",
-        output_messages_key="answer",
-    )
+    chain, histories = with_message_history(rag)
     config = {"configurable": {"session_id": "s"}}
     first = chain.invoke({"question": "Who founded the Varenne Institute?"}, config)
     second = chain.invoke({"question": "Where was she born?"}, config)

@@ -14,13 +14,12 @@ from pathlib import Path
 import chromadb
 import pytest
 from chromadb.config import Settings
-from langchain_core.chat_history import InMemoryChatMessageHistory
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.runnables.history import RunnableWithMessageHistory
 
 from onegen_integrations.langchain import ChatOneGen, OneGenChatChain, OneGenEmbeddings, OneGenRAGChain, OneGenRetriever
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.replay import RETRIEVALS_KEY
+from tests.langchain.probes import with_message_history
 
 pytestmark = pytest.mark.default_model
 
@@ -90,14 +89,7 @@ def test_the_rag_chain_given_the_history_as_messages_follows_up_like_the_live_se
 def test_runnable_with_message_history_follows_up_like_the_live_session(
     rag: OneGenRAGChain, live: dict[str, list[AIMessage]]
 ) -> None:
-    histories: dict[str, InMemoryChatMessageHistory] = {}
-    chain = RunnableWithMessageHistory(
-        rag,
-        lambda session_id: histories.setdefault(session_id, InMemoryChatMessageHistory()),
-        input_messages_key="question",
-        history_messages_key="history",
-        output_messages_key="answer",
-    )
+    chain, _ = with_message_history(rag)
     config = {"configurable": {"session_id": "brannock"}}
     answers = [chain.invoke({"question": q}, config)["answer"] for q in (OPENINGS["brannock"], FOLLOW_UP)]
     assert [retrieved(answer) for answer in answers] == GOLD["brannock"]
