@@ -25,7 +25,7 @@ from onegen_integrations.errors import EmptyStoreError, OneGenError
 from onegen_integrations.evaluation.datasets import EVAL_ARTICLES, EVAL_DIALOGUES, EVAL_SINGLE
 from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
-from onegen_integrations.ingest import index_chunks, index_paths, read_paths, read_text_file
+from onegen_integrations.ingest import chunk_sources, index_chunks, index_paths, read_sources, read_text_file
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from onegen_integrations.session import OneGenSession
 from onegen_integrations.store import (
@@ -158,11 +158,11 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    # Files are read and checked before the model loads: a bad path or record is reported at once.
+    sources = read_sources(args.paths, follow_symlinks=args.follow_symlinks)
     model = model or _load_model(args.model)
-    read = read_paths(
-        args.paths, model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap, follow_symlinks=args.follow_symlinks
-    )
-    report = index_chunks(_open_store(args, model), read, batch_size=args.batch_size)
+    chunked = chunk_sources(sources, model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
+    report = index_chunks(_open_store(args, model), chunked, batch_size=args.batch_size)
     for skipped in report.skipped:
         print(f"onegen: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     print(report.summary())

@@ -88,13 +88,23 @@ class IndexReport:
 
 
 @dataclass(frozen=True)
+class Sources:
+    """Files found and read into documents (`read_sources`): nothing chunked or stored yet."""
+
+    files: list[Path]
+    skipped: list[SkippedFile]
+    directories: list[Path]
+    """The directories given: files once under them and now gone are pruned."""
+    documents: list[SourceDocument]
+
+
+@dataclass(frozen=True)
 class SourceChunks:
     """Files read and chunked, ready for `index_chunks`: nothing is stored yet."""
 
     files: list[Path]
     skipped: list[SkippedFile]
     directories: list[Path]
-    """The directories given: files once under them and now gone are pruned."""
     chunks: Chunks
 
 
@@ -108,23 +118,15 @@ def index_paths(
     follow_symlinks: bool = False,
     show_progress: bool = True,
 ) -> IndexReport:
-    """Index files and directories into `store`; return what changed (`read_paths`, then
-    `index_chunks`)."""
-    read = read_paths(
-        paths, store.model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens, follow_symlinks=follow_symlinks
-    )
-    return index_chunks(store, read, batch_size=batch_size, show_progress=show_progress)
+    """Index files and directories into `store`; return what changed (`read_sources`,
+    `chunk_sources`, then `index_chunks`)."""
+    sources = read_sources(paths, follow_symlinks=follow_symlinks)
+    chunked = chunk_sources(sources, store.model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
+    return index_chunks(store, chunked, batch_size=batch_size, show_progress=show_progress)
 
 
-def read_paths(
-    paths: Sequence[str | Path],
-    model: OneGenModel,
-    *,
-    chunk_tokens: int = 256,
-    overlap_tokens: int = 32,
-    follow_symlinks: bool = False,
-) -> SourceChunks:
-    """Find, read and chunk every file under `paths`, checking every record.
+def read_sources(paths: Sequence[str | Path], *, follow_symlinks: bool = False) -> Sources:
+    """Find and read every file under `paths`, checking every record; needs no model.
 
     Raises `InputFileError` naming `file:line` for the first record that cannot be indexed,
     before anything is written anywhere.
@@ -134,14 +136,23 @@ def read_paths(
     if not files:
         raise InputFileError(f"no .txt, .md or .jsonl files in {', '.join(map(str, paths))}")
     documents = [doc for path in files for doc in read_documents(path)]
+    return Sources(files, skipped, [p for p in paths if p.is_dir()], documents)
+
+
+def chunk_sources(
+    sources: Sources, model: OneGenModel, *, chunk_tokens: int = 256, overlap_tokens: int = 32
+) -> SourceChunks:
+    """Split what `read_sources` read into chunks that fit `model`, with their ids (see
+    `chunk_documents`; an id given to two texts raises `InputFileError`)."""
     splitter = TextSplitter(model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
-    return SourceChunks(files, skipped, [p for p in paths if p.is_dir()], chunk_documents(documents, splitter))
+    chunks = chunk_documents(sources.documents, splitter)
+    return SourceChunks(sources.files, sources.skipped, sources.directories, chunks)
 
 
 def index_chunks(
     store: ChromaDocumentStore, read: SourceChunks, *, batch_size: int = 32, show_progress: bool = True
 ) -> IndexReport:
-    """Store what `read_paths` read: embed new and edited chunks, then prune.
+    """Store what `chunk_sources` made: embed new and edited chunks, then prune.
 
     What the files read no longer hold is removed, as is everything from files that were
     under the given directories and are gone. A rerun after an interruption embeds only

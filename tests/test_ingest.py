@@ -267,3 +267,11 @@ def test_a_binary_chat_script_is_one_clear_error(
 
     err = capsys.readouterr().err
     assert err.startswith(f"onegen: error: {script}: not UTF-8 text") and err.count("\n") == 1
+
+
+def test_a_bad_record_is_reported_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = jsonl(tmp_path / "bad.jsonl", {"title": "no text"})
+
+    assert main(["index", str(bad), "--db", str(tmp_path / "db"), "--model", str(tmp_path / "no-model")]) == 2
+
+    assert capsys.readouterr().err.startswith(f'onegen: error: {bad}:1: needs a non-empty string "text"')
