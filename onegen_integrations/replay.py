@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from onegen_integrations.chat_format import Message
 from onegen_integrations.events import RetrievalEvent
 from onegen_integrations.retrieval import Hit
 
@@ -60,3 +61,17 @@ def retrievals_from_json(value: Any) -> list[PastRetrieval]:
         except (TypeError, KeyError, ValueError) as error:
             raise ReplayFormatError(f'{RETRIEVALS_KEY}[{i}]: each hit needs "id" and "text" ({error})') from error
     return sorted(past, key=lambda r: r.offset)
+
+
+def join_messages(first: Message, second: Message, separator: str = "\n\n") -> Message:
+    """Two consecutive messages of one role as one, `separator` between their texts.
+
+    Retrievals stay with their text: the second's offsets move past the first's. If only one
+    part records its retrievals, the joined message's are unknown (replay decides again).
+    """
+    joined: Message = {"role": first["role"], "content": first["content"] + separator + second["content"]}
+    if RETRIEVALS_KEY in first and RETRIEVALS_KEY in second:
+        shift = len(first["content"]) + len(separator)
+        moved = [{**r, "offset": r["offset"] + shift} for r in retrievals_to_json(retrievals_from_json(second[RETRIEVALS_KEY]))]
+        joined[RETRIEVALS_KEY] = [*first[RETRIEVALS_KEY], *moved]
+    return joined

@@ -142,11 +142,18 @@ class OneGenSession:
     def messages(self) -> list[Message]:
         """The dialogue the cache holds, as chat messages; each answer carries its retrievals
         under `replay.RETRIEVALS_KEY`, so `load_history(session.messages)` rebuilds this cache."""
-        out: list[Message] = []
-        for turn in self._turns:
-            answer = {"role": "assistant", "content": turn.answer, RETRIEVALS_KEY: retrievals_to_json(turn.retrievals)}
-            out += [{"role": "user", "content": turn.user}, answer]
+        out = self._chat()
+        for answer, turn in zip(out[1::2], self._turns):
+            answer[RETRIEVALS_KEY] = retrievals_to_json(turn.retrievals)
         return out
+
+    def _chat(self) -> list[Message]:
+        """The dialogue as the chat template renders it: roles and texts only."""
+        return [
+            message
+            for turn in self._turns
+            for message in ({"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.answer})
+        ]
 
     @property
     def token_ids(self) -> list[int]:
@@ -169,7 +176,7 @@ class OneGenSession:
             self._add_turn(user, answer, retrievals)
 
     def _add_turn(self, user: str, answer: str, retrievals: Sequence[PastRetrieval] | None) -> None:
-        history = self.messages
+        history = self._chat()
         if self._turns:
             self._append(self._format.assistant_close(self._turns[-1].finish == "eos"))
         turn = _Turn(user=user, answer=answer, finish="eos")
@@ -274,7 +281,7 @@ class OneGenSession:
         fed_before = self._fed
         previous = self._turns[-1] if self._turns else None
         close = self._format.assistant_close(previous.finish == "eos") if previous else []
-        user_ids = self._format.user_turn(self.messages, message)
+        user_ids = self._format.user_turn(self._chat(), message)
         reserve = min(options.max_new_tokens, 64)
         rebuilt = self._make_room(len(close) + len(user_ids) + reserve, keep_last=0)
         if rebuilt is None:

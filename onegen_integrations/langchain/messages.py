@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from onegen_integrations.chat_format import Message
-from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_from_json
+from onegen_integrations.replay import RETRIEVALS_KEY, join_messages
 
 _ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
 _JOIN = "\n\n"
@@ -59,7 +59,7 @@ def to_dialogue(messages: Sequence[BaseMessage]) -> Dialogue:
         if role == "assistant" and (past := retrievals_of(message)) is not None:
             turn[RETRIEVALS_KEY] = past
         if turns and turns[-1]["role"] == role:
-            turns[-1] = _joined(turns[-1], turn)
+            turns[-1] = join_messages(turns[-1], turn, _JOIN)
         else:
             if not turns and role == "assistant":
                 turns.append({"role": "user", "content": ""})
@@ -75,19 +75,6 @@ def retrievals_of(message: BaseMessage) -> Any:
         if RETRIEVALS_KEY in metadata:
             return metadata[RETRIEVALS_KEY]
     return None
-
-
-def _joined(first: Message, second: Message) -> Message:
-    """Two consecutive messages of one role as one; the second's retrievals move by the first's text."""
-    joined: Message = {"role": first["role"], "content": first["content"] + _JOIN + second["content"]}
-    if RETRIEVALS_KEY in first and RETRIEVALS_KEY in second:
-        shift = len(first["content"]) + len(_JOIN)
-        moved = [
-            {"offset": past.offset + shift, "hits": [{"id": h.id, "text": h.text, "score": h.score} for h in past.hits]}
-            for past in retrievals_from_json(second[RETRIEVALS_KEY])
-        ]
-        joined[RETRIEVALS_KEY] = [*first[RETRIEVALS_KEY], *moved]
-    return joined
 
 
 def _role(message: BaseMessage) -> str:

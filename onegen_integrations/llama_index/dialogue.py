@@ -11,7 +11,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from onegen_integrations.chat_format import Message
 from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.model import OneGenModel
-from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_from_json
+from onegen_integrations.replay import RETRIEVALS_KEY, join_messages, retrievals_from_json
 from onegen_integrations.retrieval import Retriever
 from onegen_integrations.session import OneGenSession
 
@@ -63,7 +63,7 @@ class Dialogue:
                 retrievals_from_json(past)  # a bad value is refused here, naming the key
                 side[RETRIEVALS_KEY] = past
             if sides and sides[-1]["role"] == side["role"]:
-                sides[-1] = _joined(sides[-1], side)
+                sides[-1] = join_messages(sides[-1], side)
             else:
                 sides.append(side)
         if not sides or sides[-1]["role"] == "assistant":
@@ -101,17 +101,6 @@ class Dialogue:
         session = model.session(retriever, **options)
         session.load_history(self.history)
         return session
-
-
-def _joined(first: Message, second: Message) -> Message:
-    """Two messages of one side as one, joined by a blank line; the second's retrievals move
-    past the first's text. If only one part records retrievals, the other counts as none."""
-    joined: Message = {"role": first["role"], "content": f"{first['content']}\n\n{second['content']}"}
-    if RETRIEVALS_KEY in first or RETRIEVALS_KEY in second:
-        shift = len(first["content"]) + 2
-        moved = [{**r, "offset": r["offset"] + shift} for r in second.get(RETRIEVALS_KEY, [])]
-        joined[RETRIEVALS_KEY] = [*first.get(RETRIEVALS_KEY, []), *moved]
-    return joined
 
 
 def _insertions(message: Message) -> list[tuple[int, list[tuple[str, str]]]] | None:
