@@ -43,7 +43,7 @@ class ChatFormat:
         self.text = text or TextEncoder(tokenizer)
         """Plain and markup token ids (message text is always plain)."""
         self.system: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        closed = self._render(self.system + [{"role": "user", "content": "q"}, {"role": "assistant", "content": _SENTINEL}])
+        closed = self._render([*self.system, {"role": "user", "content": "q"}, {"role": "assistant", "content": _SENTINEL}])
         self._assistant_close = closed.split(_SENTINEL, 1)[1]
         self.eos_text = tokenizer.eos_token or ""
 

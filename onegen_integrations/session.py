@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from onegen_integrations.backends import Forward
 from onegen_integrations.chat_format import ChatFormat, Message
 from onegen_integrations.errors import ContextWindowExceededError, EmptyTextError, SessionBusyError
 from onegen_integrations.events import DoneEvent, Event, FinishReason, RetrievalEvent, TokenEvent, Usage
@@ -117,7 +118,7 @@ class OneGenSession:
         self._format = ChatFormat(model.tokenizer, system, model.text)
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._busy = threading.Lock()
-        self._eos_ids = _eos_ids(model)
+        self._eos_ids = model.eos_token_ids
         self._eos_id = model.tokenizer.eos_token_id if model.tokenizer.eos_token_id is not None else min(self._eos_ids)
         self.dropped_turns = 0
         """How many of the oldest turns were dropped to fit the context window."""
@@ -203,17 +204,17 @@ class OneGenSession:
         if self.retriever is None or options.retrieval == "never":
             return []
         if options.retrieval == "auto":
-            logits = self.model.logits(self._flush_within_window()[-1])
+            logits = self._flush_within_window().logits()
             logits[self.model.engine_token_ids] = float("-inf")
             if self.logits_processor is not None:
                 logits = self.logits_processor([], logits)
             if int(torch.argmax(logits)) != self.model.query_token_id:
                 return []
         self._append(self._query_tokens(options))
-        states = self._flush_within_window()
+        states = self._flush_within_window().states
         return [self._retrieve(states[-2] if options.insertion == "con" else states[-1], user, "", options)]
 
-    def _flush_within_window(self) -> torch.Tensor:
+    def _flush_within_window(self) -> Forward:
         """`_flush` after dropping the oldest turns if the queued tokens would overflow the window."""
         if self._make_room(0, keep_last=1) is None:
             raise ContextWindowExceededError(
@@ -313,20 +314,20 @@ class OneGenSession:
                     self._drop_pending(turn)
                     break
                 rebuilt += moved
-                states = self._flush()
-                hidden = states[-1]
+                step = self._flush()
+                states = step.states
                 if need_query:
                     need_query = False
                     # With `con` insertion, `<CON>` was fed in the same call as `[RQ]` (it does
                     # not depend on the hits), so the query state is the one before last.
-                    query_state = states[-2] if options.insertion == "con" else hidden
+                    query_state = states[-2] if options.insertion == "con" else states[-1]
                     retrievals.append(self._retrieve(query_state, message, self._decode(answer_ids), options))
                     yield retrievals[-1]
                     if self._pending:
                         continue
                 if len(generated) >= options.max_new_tokens:
                     break
-                token = self._sample(hidden, generated, len(retrievals), options)
+                token = self._sample(step, generated, len(retrievals), options)
                 generated.append(token)
                 if token == self.model.query_token_id:
                     self._append(self._query_tokens(options))
@@ -394,8 +395,8 @@ class OneGenSession:
     def _passage(self, hit: Hit, max_tokens: int) -> list[int]:
         return self.model.text.fill(self.model.config.passage_template, hit.text, limit=max_tokens)
 
-    def _sample(self, hidden: torch.Tensor, generated: list[int], retrievals: int, options: GenerationOptions) -> int:
-        logits = self.model.logits(hidden)
+    def _sample(self, step: Forward, generated: list[int], retrievals: int, options: GenerationOptions) -> int:
+        logits = step.logits()
         logits[self.model.engine_token_ids] = float("-inf")
         last_step = len(generated) + 1 >= options.max_new_tokens
         if options.retrieval == "never" or retrievals >= options.max_retrievals or last_step:
@@ -421,12 +422,13 @@ class OneGenSession:
             self._turns[-1].tokens.extend(ids)
         self._pending.extend(ids)
 
-    def _flush(self) -> torch.Tensor:
-        """Feed the queued tokens in one forward call; return their states, `(n, dimension)`."""
-        states = self.model.forward_states(self._pending, self._cache)
+    def _flush(self) -> Forward:
+        """Feed the queued tokens in one forward call: the last two states (`[RQ]` and `<CON>`
+        share a call) and the next-token logits."""
+        step = self.model.forward(self._pending, self._cache, outputs=2)
         self._fed += len(self._pending)
         self._pending = []
-        return states
+        return step
 
     def _make_room(self, extra: int, *, keep_last: int) -> int | None:
         """Drop the oldest turns so the dialogue plus `extra` tokens fits; rebuild the cache once.
@@ -473,13 +475,6 @@ def _validated(options: GenerationOptions) -> GenerationOptions:
     if isinstance(options.stop, str):
         options = dataclasses.replace(options, stop=(options.stop,))
     return dataclasses.replace(options, stop=tuple(s for s in options.stop if s))
-
-
-def _eos_ids(model: OneGenModel) -> set[int]:
-    ids = {model.tokenizer.eos_token_id}
-    configured = model.hf_model.generation_config.eos_token_id
-    ids.update(configured if isinstance(configured, list) else [configured])
-    return {i for i in ids if i is not None}
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:

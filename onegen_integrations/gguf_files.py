@@ -1,0 +1,131 @@
+"""Reading OneGen GGUF files, and the cache of GGUF exports in `ONEGEN_HOME`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from onegen_integrations.config import OneGenConfig
+from onegen_integrations.default_model import (
+    BASE_MODEL_NAME,
+    DEFAULT_MODEL_NAME,
+    SHIPPED_MODEL_DIR,
+    gguf_path,
+    onegen_home,
+)
+from onegen_integrations.errors import InvalidGGUFError, ModelNotFoundError
+from onegen_integrations.gguf_export import CONFIG_KEY, EOS_KEY, FILE_KEY_PREFIX, FINGERPRINT_KEY, GGUFType
+from onegen_integrations.tokens import missing_tokens
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GGUF_TYPE: GGUFType = "q8_0"
+"""The export type of the default model on llama.cpp: its vectors keep a cosine of 0.99 or
+better against torch, and its retrieval scores match (docs/model-format.md)."""
+
+
+@dataclass(frozen=True)
+class OneGenGGUF:
+    """What the runtime needs from a OneGen GGUF besides its weights."""
+
+    config: OneGenConfig
+    tokenizer: PreTrainedTokenizerBase
+    fingerprint: str
+    eos_token_ids: frozenset[int]
+    context_length: int
+    dimension: int
+
+
+def read_onegen_gguf(path: str | Path) -> OneGenGGUF:
+    """Check that `path` is a complete OneGen GGUF and read its metadata and tokenizer.
+
+    Raises `ModelNotFoundError` for a missing file and `InvalidGGUFError` for a file that is not
+    GGUF, is truncated, or lacks the OneGen metadata and tokens (the message says what to do).
+    """
+    import gguf
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelNotFoundError(f"no GGUF file at {str(path)!r}: export one with `onegen export-gguf MODEL --out FILE`")
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise InvalidGGUFError(f"{path} is not a GGUF file: export the model with `onegen export-gguf`")
+    try:
+        reader = gguf.GGUFReader(path)
+        fields = {name: field.contents() for name, field in reader.fields.items()}
+        end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
+    except Exception as error:
+        raise InvalidGGUFError(f"{path} is truncated or corrupt ({error}): export it again") from error
+    if end > path.stat().st_size:
+        raise InvalidGGUFError(
+            f"{path} is truncated ({path.stat().st_size} bytes of {end}): export it again"
+        )
+    if CONFIG_KEY not in fields:
+        raise InvalidGGUFError(
+            f"{path} is a GGUF without OneGen metadata (no {CONFIG_KEY}): a plain LLM cannot retrieve; "
+            "export a OneGen model with `onegen export-gguf MODEL --out FILE`"
+        )
+    config = OneGenConfig.model_validate_json(fields[CONFIG_KEY])
+    tokenizer = _tokenizer(fields)
+    missing = missing_tokens(tokenizer, config.tokens)
+    if missing:
+        raise InvalidGGUFError(f"{path} lacks the OneGen tokens {', '.join(missing)}: export it again")
+    arch = fields["general.architecture"]
+    return OneGenGGUF(
+        config=config,
+        tokenizer=tokenizer,
+        fingerprint=fields[FINGERPRINT_KEY],
+        eos_token_ids=frozenset(json.loads(fields.get(EOS_KEY, "[]"))),
+        context_length=int(fields[f"{arch}.context_length"]),
+        dimension=int(fields[f"{arch}.embedding_length"]),
+    )
+
+
+def _tokenizer(fields: dict) -> PreTrainedTokenizerBase:
+    with tempfile.TemporaryDirectory() as directory:
+        for key, text in fields.items():
+            if key.startswith(FILE_KEY_PREFIX):
+                (Path(directory) / key[len(FILE_KEY_PREFIX) :]).write_text(text)
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+
+
+def cached_export(name: str, gguf_type: GGUFType, *, add_tokens: bool = False) -> Path:
+    """The GGUF export of model `name` (default, default-base or a directory) in `ONEGEN_HOME`.
+
+    Exported on first use: loading on torch and writing takes a few seconds for the default,
+    and the file is renamed into place when complete. The cache key covers the model's files
+    (their sizes and modification times), so a retrained directory is exported again.
+    """
+    from onegen_integrations.model import OneGenModel
+
+    target = onegen_home() / "models" / f"{_cache_stem(name)}-{gguf_type}.gguf"
+    if target.is_file():
+        return target
+    logger.warning("exporting %s to %s for llama.cpp (once; a few seconds for a small model)", name, target)
+    model = OneGenModel.load(name, backend="torch", add_tokens=add_tokens)
+    return model.export_gguf(target, gguf_type, overwrite=True)
+
+
+def _cache_stem(name: str) -> str:
+    """A file name for model `name` that changes when its files change."""
+    if name in (DEFAULT_MODEL_NAME, BASE_MODEL_NAME):  # small shipped files: hash their bytes
+        digest = hashlib.sha256(f"{name}:{gguf_path().stat().st_size}".encode())
+        for file in sorted(p for p in SHIPPED_MODEL_DIR.rglob("*") if p.is_file()):
+            digest.update(file.read_bytes())
+        return f"onegen-{name}-{digest.hexdigest()[:12]}"
+    directory = Path(name).expanduser().resolve()
+    if not directory.is_dir():
+        raise ModelNotFoundError(
+            f"no model at {name!r}: give a model directory, a .gguf file, or 'default'; nothing is downloaded"
+        )
+    digest = hashlib.sha256(str(directory).encode())
+    for file in sorted(p for p in directory.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"{directory.name}-{digest.hexdigest()[:12]}"
