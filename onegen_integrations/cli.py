@@ -5,6 +5,7 @@
     onegen chat --script questions.txt
     onegen demo
     onegen eval --model default --data data/eval
+    onegen export-gguf default --out smollm2-onegen.q8_0.gguf --type q8_0
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any
 
 from transformers.utils import logging as transformers_logging
 
+from onegen_integrations.backends.selection import BackendName
 from onegen_integrations.errors import EmptyStoreError, OneGenError
 from onegen_integrations.evaluation.datasets import EVAL_ARTICLES, EVAL_DIALOGUES, EVAL_SINGLE
 from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
+from onegen_integrations.gguf_export import GGUF_TYPES
 from onegen_integrations.ingest import chunk_sources, index_chunks, index_paths, read_sources, read_text_file
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from onegen_integrations.session import OneGenSession
@@ -93,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="index the bundled demo corpus and run a scripted chat")
     demo.add_argument("--db", default=DEMO_DB, help=f"database directory (default {DEMO_DB})")
+    _add_backend_option(demo)
     _add_generation_options(demo)
     demo.set_defaults(run=_demo)
 
@@ -100,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         "eval", help="Recall@1/@5 and answer EM/F1 on held-out SQuAD: OneGen vs a MiniLM pipeline vs the base"
     )
     evaluate.add_argument("--model", default="default", help="the trained OneGen model (default: 'default')")
+    _add_backend_option(evaluate)
     evaluate.add_argument("--base", default="base", help="the untrained generator ('base': the default's base weights)")
     evaluate.add_argument("--data", type=Path, default=Path("data/eval"), help="converted dev data (make eval-data)")
     evaluate.add_argument("--squad", type=Path, help="the SQuAD dev JSON, for every accepted answer")
@@ -116,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--systems", default=",".join(EVAL_SYSTEMS), help=f"comma-separated, of {', '.join(EVAL_SYSTEMS)}")
     evaluate.add_argument("--out", type=Path, help="JSON file the results are merged into; the table shows all of them")
     evaluate.set_defaults(run=_eval)
+
+    export = commands.add_parser("export-gguf", help="write a OneGen model as one GGUF file for the llama.cpp backend")
+    export.add_argument("model", help="'default', 'default-base' or a OneGen model directory")
+    export.add_argument("--out", type=Path, required=True, help="the GGUF file to write (must not exist)")
+    export.add_argument("--type", dest="gguf_type", choices=GGUF_TYPES, default="f16",
+                        help="weight type: f16 (vectors as torch's) or q8_0 (half the size, faster; default f16)")
+    export.set_defaults(run=_export_gguf)
 
     train = commands.add_parser(
         "train",
@@ -141,9 +153,20 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def _add_store_options(parser: argparse.ArgumentParser, db: str, collection: str) -> None:
     parser.add_argument("--db", default=db, help=f"embedded Chroma database directory (default {db})")
     parser.add_argument("--collection", default=collection, help=f"collection name (default {collection})")
-    parser.add_argument("--model", default="default", help="'default' or a model directory (default: default)")
+    parser.add_argument("--model", default="default", help="'default', a model directory or a .gguf file (default: default)")
     parser.add_argument("--host", help="use the Chroma server on this host instead of --db")
     parser.add_argument("--port", type=int, help="port of the Chroma server (default 8000)")
+    _add_backend_option(parser)
+
+
+def _add_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "llama.cpp"),
+        default="auto",
+        help="auto: llama.cpp for the default and .gguf files when it is installed and there is no GPU, "
+        "else torch (default auto)",
+    )
 
 
 def _add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +183,7 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
 def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
     # Files are read and checked before the model loads: a bad path or record is reported at once.
     sources = read_sources(args.paths, follow_symlinks=args.follow_symlinks)
-    model = model or _load_model(args.model)
+    model = model or _load_model(args.model, args.backend)
     chunked = chunk_sources(sources, model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
     report = index_chunks(_open_store(args, model), chunked, batch_size=args.batch_size)
     for skipped in report.skipped:
@@ -170,7 +193,7 @@ def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
 
 def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    model = model or _load_model(args.model)
+    model = model or _load_model(args.model, args.backend)
     session = _session(model, _chat_store(args, model), args)
     _stream_turn(session, args.question)
     return 0
@@ -178,7 +201,7 @@ def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
 def _chat(args: argparse.Namespace, model: OneGenModel | None) -> int:
     script = None if args.script is None else read_text_file(args.script, SCRIPT_HINT).splitlines()
-    model = model or _load_model(args.model)
+    model = model or _load_model(args.model, args.backend)
     session = _session(model, _chat_store(args, model), args)
     if script is not None:
         _scripted_chat(session, script)
@@ -227,7 +250,7 @@ def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
     evaluate(
         data,
         systems,
-        trained=lambda: model or _load_model(args.model),
+        trained=lambda: model or _load_model(args.model, args.backend),
         base=lambda: _load_model_plain(default_model_dir() if args.base == "base" else Path(args.base)),
         max_new_tokens=args.max_new_tokens,
         max_passage_tokens=args.max_passage_tokens,
@@ -254,7 +277,7 @@ def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:
     with ExitStack() as stack:
         corpus = stack.enter_context(as_file(demo.joinpath("corpus.jsonl")))
         script = stack.enter_context(as_file(demo.joinpath("conversation.txt")))
-        model = model or _load_model("default")
+        model = model or _load_model("default", args.backend)
         # One collection per model: a demo database left by an earlier default model stays valid.
         collection = f"{DEMO_COLLECTION}-{model.fingerprint}"
         store = ChromaDocumentStore(model, path=args.db, collection=collection)
@@ -265,14 +288,22 @@ def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:
     return 0
 
 
-def _load_model(name: str) -> OneGenModel:
+def _export_gguf(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    model = model or _load_model(args.model, "torch")
+    path = model.export_gguf(args.out, args.gguf_type)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB, {args.gguf_type}): "
+          f"onegen chat --model {path}, or OneGenModel.load({str(path)!r})")
+    return 0
+
+
+def _load_model(name: str, backend: BackendName = "auto") -> OneGenModel:
     """Load a model, showing its untrained-retrieval warning as one line and no progress bars."""
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UntrainedRetrievalWarning)
-            model = OneGenModel.load(name)
+            model = OneGenModel.load(name, backend=backend)
     finally:
         if bars:
             transformers_logging.enable_progress_bar()

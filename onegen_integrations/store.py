@@ -131,6 +131,9 @@ class ChromaDocumentStore:
         records = self._checked_records(texts, ids, metas)
         stored = self.stored(list(records))
         missing = [id_ for id_ in records if id_ not in stored or stored[id_][0] != records[id_][0]]
+        # Shortest first across the whole call: each embedding batch pads to similar lengths.
+        lengths = {id_: self.model.count_tokens(records[id_][0]) for id_ in missing}
+        missing.sort(key=lengths.__getitem__)
         # Chroma merges metadata on write: keys that are gone must be written as None.
         new_meta = {id_: _replacing(stored.get(id_, ("", None))[1], meta) for id_, (_, meta) in records.items()}
         retagged = [id_ for id_ in records if id_ in stored and stored[id_] != records[id_] and id_ not in missing]

@@ -57,7 +57,9 @@ class LlamaCppBackend:
 
     name = "llama.cpp"
 
-    def __init__(self, path: str | Path, contents: OneGenGGUF, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, contents: OneGenGGUF, *, threads: int | None = None, sequences: int = SEQUENCES
+    ) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
@@ -73,11 +75,11 @@ class LlamaCppBackend:
         params.n_ctx = contents.context_length
         params.n_batch = BATCH_TOKENS
         params.n_ubatch = 512
-        params.n_seq_max = SEQUENCES
+        params.n_seq_max = self.sequences = max(sequences, 1)
         params.kv_unified = True
         params.embeddings = True
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
-        params.n_outputs_max = SEQUENCES  # at least n_seq_max; each call flags at most EMBED_LANES
+        params.n_outputs_max = max(self.sequences, EMBED_LANES)  # at least n_seq_max
         params.n_outputs_max_per_seq = 2
         params.n_threads = params.n_threads_batch = threads or len(os.sched_getaffinity(0))
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
@@ -136,7 +138,7 @@ class LlamaCppBackend:
         """Each sequence's last state; up to `EMBED_LANES` sequences share a decode call."""
         out = np.zeros((len(sequences), self.dimension), dtype=np.float32)
         with self.lock:
-            lanes = [LlamaCache() for _ in range(min(EMBED_LANES, len(sequences)))]
+            lanes = [LlamaCache() for _ in range(min(EMBED_LANES, self.sequences, len(sequences)))]
             seq_ids = [self._claim(lane) for lane in lanes]
             try:
                 for group in _pack(sequences, len(lanes)):
@@ -161,7 +163,7 @@ class LlamaCppBackend:
 
     def _claim(self, cache: LlamaCache) -> int:
         """A sequence for `cache`: a free one, else the least recently used one's."""
-        free = next((s for s in range(SEQUENCES) if s not in self._owners), None)
+        free = next((s for s in range(self.sequences) if s not in self._owners), None)
         if free is None:
             free = next((s for s, owner in self._owners.items() if owner() is None), None)
         if free is None:

@@ -92,7 +92,7 @@ def count_calls(owner: object, name: str) -> list[tuple]:
 
 def rq_state(model: OneGenModel, token_ids: list[int]) -> np.ndarray:
     """The unit hidden state at the last of `token_ids`, from one fresh forward over all of them."""
-    hidden = model.forward(token_ids, model.new_cache())
+    hidden = model.forward(token_ids, model.new_cache()).states[-1]
     return (hidden / hidden.norm()).float().numpy()
 
 

@@ -22,16 +22,16 @@ THIRD = "What river runs through that town?"
 
 
 def count_fed_tokens(model, monkeypatch) -> list[int]:
-    """Wrap `model.forward_states` (every engine forward goes through it) to record how many
+    """Wrap `model.forward` (every engine forward goes through it) to record how many
     tokens each call fed."""
     fed: list[int] = []
-    forward_states = model.forward_states
+    forward = model.forward
 
-    def counting(token_ids, cache):
+    def counting(token_ids, cache, **options):
         fed.append(len(token_ids))
-        return forward_states(token_ids, cache)
+        return forward(token_ids, cache, **options)
 
-    monkeypatch.setattr(model, "forward_states", counting)
+    monkeypatch.setattr(model, "forward", counting)
     return fed
 
 
@@ -43,7 +43,7 @@ def test_the_second_turn_retrieves_by_the_rq_state_over_the_whole_dialogue(index
     ids = engine.session.token_ids
     rq_positions = [i for i, t in enumerate(ids) if t == model.query_token_id]
     assert len(rq_positions) == 2
-    hidden = model.forward(ids[: rq_positions[1] + 1], model.new_cache())
+    hidden = model.forward(ids[: rq_positions[1] + 1], model.new_cache()).states[-1]
     expected = torch.nn.functional.normalize(hidden.float(), dim=-1).numpy()
     np.testing.assert_allclose(starts[-1].str_or_query_bundle.embedding, expected, atol=1e-4)
 

@@ -9,6 +9,7 @@ agent or LLM rebuilt from the messages holds what the live engine held and answe
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -154,4 +155,7 @@ def test_the_llm_given_the_history_answers_from_its_passages_as_the_live_engine(
 ) -> None:
     llm = OneGenLLM(default_model, max_new_tokens=MAX_NEW_TOKENS)  # retrieval off: the year is in turn 1's passage
     answer = llm.chat([*live[name].final_history, ChatMessage(role="user", content=YEAR)])
-    assert answer.message.content == live[name].year_without_retrieval
+    # The year, not the wording: on llama.cpp a history fed in one call rounds differently from the
+    # same tokens fed turn by turn, and the words around a fact the model is unsure of may change.
+    expected = re.findall(r"\b1\d{3}\b", live[name].year_without_retrieval)
+    assert expected and re.findall(r"\b1\d{3}\b", answer.message.content) == expected
