@@ -58,24 +58,24 @@ def draw_frequency(r: dict[str, Any], fig: Figure) -> None:
 
 
 def draw_indexing(r: dict[str, Any], fig: Figure) -> None:
-    """Documents/s of each indexer, with achieved and peak FLOP/s in the title."""
+    """Documents/s of each indexer; on torch, achieved and peak FLOP/s in the title."""
     ax = fig.subplots()
-    ax.set_title(
-        f"Embedding ~{r['tokens_per_doc']:g}-token documents, batch {r['batch_size']}\n"
-        f"OneGen: {r['achieved_gflops']:g} GFLOP/s = {100 * r['fraction_of_peak']:.0f}% "
-        f"of this CPU's fp32 matmul peak ({r['matmul_peak_gflops']:g})"
-    )
+    title = f"Embedding ~{r['tokens_per_doc']:g}-token documents, batch {r['batch_size']}"
+    if "achieved_gflops" in r:
+        title += (
+            f"\nOneGen: {r['achieved_gflops']:g} GFLOP/s = {100 * r['fraction_of_peak']:.0f}% "
+            f"of this CPU's fp32 matmul peak ({r['matmul_peak_gflops']:g})"
+        )
+    ax.set_title(title)
     bars(ax, r["docs_per_s"], "documents / s")
 
 
 def draw_decode(r: dict[str, Any], fig: Figure) -> None:
-    """Decode tokens/s of the engine, `generate`, and llama.cpp when it ran."""
+    """Decode tokens/s of the engine and of its backend's raw generation loop."""
     ax = fig.subplots()
     ax.set_title("Decode speed, same weights, greedy, batch 1")
-    speeds = dict(r["tokens_per_s"])
-    if "tokens_per_s" in r["llama_cpp"]:
-        speeds["llama_cpp_q4"] = r["llama_cpp"]["tokens_per_s"]
-    bars(ax, speeds, "tokens / s")
+    speeds = r["tokens_per_s"]
+    bars(ax, {"engine": speeds["engine"], r["raw"]: speeds["raw"]}, "tokens / s")
 
 
 DRAWERS: dict[str, Callable[[dict[str, Any], Figure], None]] = {
@@ -88,17 +88,19 @@ DRAWERS: dict[str, Callable[[dict[str, Any], Figure], None]] = {
 
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    """`<section>.png` in `out_dir` for every section present in `results`; returns the paths."""
+    """`<section>-<backend>.png` in `out_dir` for every section each backend ran; returns the paths."""
     paths = []
-    for section, draw in DRAWERS.items():
-        if section not in results:
-            continue
-        fig = plt.figure(figsize=(12 if section == "overhead" else 7, 4.5))
-        draw(results[section], fig)
-        fig.text(0.99, 0.01, results["machine"]["summary"], ha="right", va="bottom", fontsize=7, alpha=0.7)
-        fig.tight_layout()
-        path = out_dir / f"{section}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+    for backend, sections in results["backends"].items():
+        for section, draw in DRAWERS.items():
+            if section not in sections:
+                continue
+            fig = plt.figure(figsize=(12 if section == "overhead" else 7, 4.5))
+            draw(sections[section], fig)
+            fig.suptitle(f"backend: {backend}", x=0.01, ha="left", fontsize=8, alpha=0.7)
+            fig.text(0.99, 0.01, results["machine"]["summary"], ha="right", va="bottom", fontsize=7, alpha=0.7)
+            fig.tight_layout()
+            path = out_dir / f"{section}-{backend}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            paths.append(path)
     return paths

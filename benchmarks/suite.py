@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from benchmarks.indexing import measure_indexing
 from benchmarks.multiturn import measure_multiturn
 from benchmarks.overhead import measure_overhead
 from benchmarks.plots import write_plots
-from benchmarks.timing import peak_rss_mib
+from benchmarks.timing import peak_rss_mib, ratio
 from onegen_integrations.evaluation.minilm import MiniLMEncoder
 from onegen_integrations.model import OneGenModel
 
@@ -50,6 +52,8 @@ class BenchSettings:
     """Timed rounds per frequency measurement."""
     docs: int = 48
     """Documents embedded in the indexing section."""
+    index_doc_tokens: int = 160
+    """Mean length of an indexed document (SQuAD paragraphs: about 150-200 tokens)."""
     batch_size: int = 16
     """Documents per forward pass when indexing."""
     decode_tokens: int = 32
@@ -68,39 +72,55 @@ QUICK = BenchSettings(
     frequency_tokens=8,
     frequency_repeats=1,
     docs=8,
+    index_doc_tokens=16,
     batch_size=4,
     decode_tokens=8,
 )
 
 
-def machine() -> dict[str, Any]:
+def machine(models: Mapping[str, OneGenModel]) -> dict[str, Any]:
     """What the numbers were measured on."""
     threads = torch.get_num_threads()
     cores = os.cpu_count()
+    versions = {"torch": torch.__version__}
+    if "llama.cpp" in models:
+        versions["llama-cpp-python"] = importlib.metadata.version("llama-cpp-python")
+        versions["gguf"] = models["llama.cpp"].backend.path.name
     return {
         "cpu_cores": cores,
         "torch_threads": threads,
         "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
         "python": sys.version.split()[0],
-        "dtype": "float32",
-        "device": "cpu",
+        "versions": versions,
         "batch": 1,
-        "summary": f"{cores} CPU cores, {threads} torch thread(s), fp32, torch {torch.__version__}",
+        "summary": f"{cores} CPU cores, {threads} thread(s); torch fp32"
+        + (f", llama.cpp {models['llama.cpp'].backend.path.name}" if "llama.cpp" in models else ""),
     }
 
 
 def run_benchmarks(
-    model: OneGenModel, settings: BenchSettings, out_dir: Path, encoder: MiniLMEncoder | None = None
+    models: Mapping[str, OneGenModel] | OneGenModel,
+    settings: BenchSettings,
+    out_dir: Path,
+    encoder: MiniLMEncoder | None = None,
 ) -> dict[str, Any]:
-    """Run every section on `model`, write `results.json` and the plots to `out_dir`, return the results."""
+    """Run every section on each backend's model (one section at a time, backends side by side),
+    write `results.json` and the plots to `out_dir`, return the results."""
     started = time.perf_counter()
+    if isinstance(models, OneGenModel):
+        models = {models.backend.name: models}
     encoder = encoder or MiniLMEncoder()
     s = settings
-    results: dict[str, Any] = {"machine": machine(), "model": model.name, "settings": asdict(s)}
-    sections = {
-        "decode": lambda: measure_decode(model, new_tokens=s.decode_tokens, repeats=s.decode_repeats),
-        "overhead": lambda: measure_overhead(
+    first = next(iter(models.values()))
+    results: dict[str, Any] = {
+        "machine": machine(models),
+        "model": first.name,
+        "settings": asdict(s),
+        "backends": {name: {} for name in models},
+    }
+    sections: dict[str, Callable[[OneGenModel], dict[str, Any]]] = {
+        "decode": lambda model: measure_decode(model, new_tokens=s.decode_tokens, repeats=s.decode_repeats),
+        "overhead": lambda model: measure_overhead(
             model,
             encoder,
             query_tokens=s.query_tokens,
@@ -108,10 +128,10 @@ def run_benchmarks(
             new_tokens=s.new_tokens,
             repeats=s.repeats,
         ),
-        "frequency": lambda: measure_frequency(
+        "frequency": lambda model: measure_frequency(
             model, encoder, retrievals=s.retrievals, new_tokens=s.frequency_tokens, repeats=s.frequency_repeats
         ),
-        "multiturn": lambda: measure_multiturn(
+        "multiturn": lambda model: measure_multiturn(
             model,
             encoder,
             turns=s.turns,
@@ -119,18 +139,41 @@ def run_benchmarks(
             doc_tokens=s.passage_tokens,
             repeats=s.multiturn_repeats,
         ),
-        "indexing": lambda: measure_indexing(
-            model, encoder, docs=s.docs, doc_tokens=s.passage_tokens, batch_size=s.batch_size, repeats=s.repeats
+        "indexing": lambda model: measure_indexing(
+            model, encoder, docs=s.docs, doc_tokens=s.index_doc_tokens, batch_size=s.batch_size, repeats=s.repeats
         ),
     }
     for name, measure in sections.items():
-        section_start = time.perf_counter()
-        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        results[name] = measure()
-        results[name]["section_seconds"] = round(time.perf_counter() - section_start, 1)
+        for backend, model in models.items():
+            section_start = time.perf_counter()
+            print(f"[bench] {name} on {backend} ...", file=sys.stderr, flush=True)
+            result = measure(model)
+            result["section_seconds"] = round(time.perf_counter() - section_start, 1)
+            results["backends"][backend][name] = result
+    if {"torch", "llama.cpp"} <= set(models):
+        results["comparison"] = compare(results["backends"]["torch"], results["backends"]["llama.cpp"])
     results["peak_rss_mib"] = peak_rss_mib()
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_plots(results, out_dir)
     return results
+
+
+def compare(torch_results: dict[str, Any], llama: dict[str, Any]) -> dict[str, Any]:
+    """The headline ratios of llama.cpp against torch (above 1: llama.cpp is faster)."""
+    decode_t, decode_l = torch_results["decode"]["tokens_per_s"], llama["decode"]["tokens_per_s"]
+    index_t, index_l = torch_results["indexing"]["docs_per_s"], llama["indexing"]["docs_per_s"]
+    chat_t, chat_l = torch_results["multiturn"]["total_seconds"], llama["multiturn"]["total_seconds"]
+    return {
+        "decode_engine_speedup": ratio(decode_l["engine"], decode_t["engine"]),
+        "decode_engine_vs_raw_llama_cpp": ratio(decode_l["engine"], decode_l["raw"]),
+        "one_pass_vs_lower_bound": {
+            "torch": torch_results["overhead"]["ratio_to_lower_bound"]["one_pass"],
+            "llama.cpp": llama["overhead"]["ratio_to_lower_bound"]["one_pass"],
+        },
+        "indexing_docs_per_s": {"torch": index_t["onegen_into_chroma"], "llama.cpp": index_l["onegen_into_chroma"]},
+        "indexing_speedup": ratio(index_l["onegen_into_chroma"], index_t["onegen_into_chroma"]),
+        "chat_total_speedup_over_torch_engine": ratio(chat_t["onegen"], chat_l["onegen"]),
+        "chat_total_ratio_of_peers_on_llama_cpp": llama["multiturn"]["total_ratio_to_onegen"],
+    }

@@ -119,6 +119,7 @@ class OneGenModel:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         gguf_type: GGUFType = DEFAULT_GGUF_TYPE,
+        threads: int | None = None,
     ) -> OneGenModel:
         """Load `"default"`, a OneGen model directory, a OneGen GGUF file, or (with `add_tokens`)
         a plain causal LM directory.
@@ -132,7 +133,8 @@ class OneGenModel:
         GGUF through llama-cpp-python; a model directory (or the default) is exported once to a
         `gguf_type` GGUF cached in `ONEGEN_HOME`. `auto` takes llama.cpp for the default and for
         GGUF files when llama-cpp-python is installed and no GPU is, else torch; a directory
-        loads on torch (training and evaluation of new checkpoints stay exact).
+        loads on torch (training and evaluation of new checkpoints stay exact). `threads` sets
+        llama.cpp's CPU threads (default: every core this process may use).
         """
         name = str(name_or_path)
         is_gguf = name.endswith(".gguf")
@@ -141,7 +143,7 @@ class OneGenModel:
             raise ModelNotFoundError(f"{name} is a GGUF file: load it with backend='llama.cpp' (or 'auto')")
         if chosen == "llama.cpp":
             path = Path(name).expanduser() if is_gguf else cached_export(name, gguf_type, add_tokens=add_tokens)
-            return cls._from_gguf(path, name=name)
+            return cls._from_gguf(path, name=name, threads=threads)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         if name == BASE_MODEL_NAME:
@@ -170,13 +172,11 @@ class OneGenModel:
         return cls(model, tokenizer, config, name=name)
 
     @classmethod
-    def _from_gguf(cls, path: Path, *, name: str) -> OneGenModel:
+    def _from_gguf(cls, path: Path, *, name: str, threads: int | None) -> OneGenModel:
         from onegen_integrations.backends.llama_cpp_backend import LlamaCppBackend
 
         contents = read_onegen_gguf(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UntrainedRetrievalWarning)
-            backend = LlamaCppBackend(path, contents)
+        backend = LlamaCppBackend(path, contents, threads=threads)
         return cls(backend, contents.tokenizer, contents.config, name=name)
 
     @classmethod

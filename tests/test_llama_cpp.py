@@ -19,7 +19,7 @@ from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from tests.conftest import ListRetriever, make_tiny_model
 
 pytest.importorskip("llama_cpp")
-from onegen_integrations.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
+from onegen_integrations.backends.llama_cpp_backend import LlamaCppBackend
 
 DOCS = [
     "Ada Lovelace wrote the first program for the Analytical Engine.",
@@ -79,8 +79,8 @@ def test_the_gguf_carries_fingerprint_tokens_and_config(torch_model, llama_model
 
 
 def test_rq_state_over_the_cache_equals_a_fresh_forward(torch_model, llama_model):
-    first = torch_model.tokenize(DIALOGUE[0]) + [torch_model.query_token_id]
-    second = torch_model.tokenize(" and then") + [torch_model.query_token_id]
+    first = [*torch_model.tokenize(DIALOGUE[0]), torch_model.query_token_id]
+    second = [*torch_model.tokenize(" and then"), torch_model.query_token_id]
     cache = llama_model.new_cache()
     llama_model.forward(first, cache)
     stepped = llama_model.forward(second, cache).states[-1]

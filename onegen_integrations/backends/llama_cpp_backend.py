@@ -81,7 +81,8 @@ class LlamaCppBackend:
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
         params.n_outputs_max = max(self.sequences, EMBED_LANES)  # at least n_seq_max
         params.n_outputs_max_per_seq = 2
-        params.n_threads = params.n_threads_batch = threads or len(os.sched_getaffinity(0))
+        self.threads = threads or len(os.sched_getaffinity(0))
+        params.n_threads = params.n_threads_batch = self.threads
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
             llama_cpp.llama_model_free(self._model)
