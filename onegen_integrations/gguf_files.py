@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import mmap
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -48,24 +52,20 @@ def read_onegen_gguf(path: str | Path) -> OneGenGGUF:
     Raises `ModelNotFoundError` for a missing file and `InvalidGGUFError` for a file that is not
     GGUF, is truncated, or lacks the OneGen metadata and tokens (the message says what to do).
     """
-    import gguf
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelNotFoundError(f"no GGUF file at {str(path)!r}: export one with `onegen export-gguf MODEL --out FILE`")
+    size = path.stat().st_size
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
             raise InvalidGGUFError(f"{path} is not a GGUF file: export the model with `onegen export-gguf`")
-    try:
-        reader = gguf.GGUFReader(path)
-        fields = {name: field.contents() for name, field in reader.fields.items()}
-        end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
-    except Exception as error:
-        raise InvalidGGUFError(f"{path} is truncated or corrupt ({error}): export it again") from error
-    if end > path.stat().st_size:
-        raise InvalidGGUFError(
-            f"{path} is truncated ({path.stat().st_size} bytes of {end}): export it again"
-        )
+        try:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                fields, end = _read_header(data)
+        except (struct.error, KeyError, ValueError, UnicodeDecodeError) as error:
+            raise InvalidGGUFError(f"{path} is truncated or corrupt ({error}): export it again") from error
+    if end > size:
+        raise InvalidGGUFError(f"{path} is truncated ({size} bytes of {end}): export it again")
     if CONFIG_KEY not in fields:
         raise InvalidGGUFError(
             f"{path} is a GGUF without OneGen metadata (no {CONFIG_KEY}): a plain LLM cannot retrieve; "
@@ -85,6 +85,65 @@ def read_onegen_gguf(path: str | Path) -> OneGenGGUF:
         context_length=int(fields[f"{arch}.context_length"]),
         dimension=int(fields[f"{arch}.embedding_length"]),
     )
+
+
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+
+
+def _read_header(data: mmap.mmap) -> tuple[dict[str, Any], int]:
+    """The scalar and string metadata of a GGUF (arrays are skipped) and where its tensor data ends.
+
+    A direct reading of the format (version 2 and 3): `gguf.GGUFReader` builds every token of
+    the vocabulary as an object, which takes seconds on each load.
+    """
+    pos = 4
+
+    def unpack(fmt: str) -> Any:
+        nonlocal pos
+        value = struct.unpack_from("<" + fmt, data, pos)[0]
+        pos += struct.calcsize(fmt)
+        return value
+
+    def string() -> str:
+        nonlocal pos
+        length = unpack("Q")
+        pos += length
+        if pos > len(data):
+            raise ValueError("a string runs past the end of the file")
+        return data[pos - length : pos].decode()
+
+    def value(kind: int) -> Any:
+        nonlocal pos
+        if kind == _STRING:
+            return string()
+        if kind != _ARRAY:
+            return unpack(_SCALARS[kind])
+        item, count = unpack("I"), unpack("Q")
+        if item in _SCALARS:
+            pos += count * struct.calcsize(_SCALARS[item])
+        else:
+            for _ in range(count):
+                value(item)
+        return None
+
+    if unpack("I") not in (2, 3):
+        raise ValueError("unsupported GGUF version")
+    tensors, count = unpack("Q"), unpack("Q")
+    fields = {}
+    for _ in range(count):
+        key = string()
+        fields[key] = value(unpack("I"))
+    import gguf
+
+    end = 0
+    for _ in range(tensors):
+        string()
+        dims = [unpack("Q") for _ in range(unpack("I"))]
+        block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(unpack("I"))]
+        end = max(end, unpack("Q") + math.prod(dims) // block * size)
+    alignment = fields.get("general.alignment") or 32
+    return fields, -(-pos // alignment) * alignment + end
 
 
 def _tokenizer(fields: dict) -> PreTrainedTokenizerBase:
