@@ -210,3 +210,32 @@ def test_auto_falls_back_to_torch_and_llama_cpp_says_how_to_install(monkeypatch)
 def test_auto_takes_llama_cpp_for_the_default_and_torch_for_directories():
     assert resolve_backend("auto", prefer_llama_cpp=False) == "torch"
     assert resolve_backend("auto", prefer_llama_cpp=True) == ("torch" if torch.cuda.is_available() else "llama.cpp")
+
+
+def test_seeded_sampling_repeats_and_stop_strings_cut(llama_model):
+    options = {"retrieval": "never", "max_new_tokens": 12, "temperature": 1.0, "top_p": 0.9}
+    first, second = (llama_model.session(seed=7, **options).ask(DIALOGUE[0]) for _ in range(2))
+    assert first.text == second.text and first.usage.completion_tokens == 12
+    stop = first.text[len(first.text) // 2 :][:3]
+    cut = llama_model.session(seed=7, **options).ask(DIALOGUE[0], stop=(stop,))
+    assert cut.finish_reason == "stop" and stop not in cut.text and first.text.startswith(cut.text)
+
+
+def test_a_model_that_keeps_asking_stops_at_max_retrievals(llama_model):
+    def always_ask(generated, logits):  # wherever the engine still allows [RQ]
+        if logits[llama_model.query_token_id] > float("-inf"):
+            logits[llama_model.query_token_id] = 1e4
+        return logits
+
+    session = llama_model.session(ListRetriever(llama_model, DOCS), logits_processor=always_ask, max_retrievals=3)
+    done = session.ask(DIALOGUE[0], max_new_tokens=10)
+    assert done.usage.retrievals == 3 and done.usage.completion_tokens == 10
+
+
+def test_con_insertion_queries_with_the_rq_state(torch_model, llama_model):
+    vectors = []
+    for model in (torch_model, llama_model):
+        retriever = ListRetriever(model, DOCS)
+        model.session(retriever, retrieval="always", insertion="con", max_new_tokens=3).ask(DIALOGUE[1])
+        vectors.append(retriever.queries[0].vector)
+    assert cosines(vectors[0][None], vectors[1][None])[0] >= 0.999

@@ -47,6 +47,6 @@ def remine(model: OneGenModel, docs: dict[str, str], records: list[Record], nega
 
 def remine_file(model: str | Path, docs: Path, records: Path, out: Path, negatives: int, **options: int | None) -> int:
     """`remine` from files to a file; return how many records were written."""
-    loaded = OneGenModel.load(model)
+    loaded = OneGenModel.load(model, backend="torch")  # mining runs the training objective
     corpus = load_documents(docs)
     return write_jsonl(out, remine(loaded, corpus, load_records(records, corpus, loaded.config.tokens), negatives, **options))

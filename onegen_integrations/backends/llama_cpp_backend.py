@@ -197,7 +197,8 @@ class LlamaCppBackend:
         """
         outputs = min(outputs, len(token_ids))
         head = len(token_ids) - outputs
-        self._embeddings(False)
+        if head:
+            self._embeddings(False)
         for offset in range(0, head, BATCH_TOKENS):
             chunk = token_ids[offset : min(offset + BATCH_TOKENS, head)]
             self._fill([(seq, start + offset + i, t, False) for i, t in enumerate(chunk)])
