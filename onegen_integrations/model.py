@@ -59,8 +59,9 @@ class OneGenModel:
     """A causal LM with OneGen tokens, shared by the engine, the store and every adapter.
 
     Load with `OneGenModel.load("default")` (the shipped OneGen SmolLM2-135M-Instruct), a OneGen
-    model directory, or a plain causal LM directory with `add_tokens=True`; or wrap an
-    already-built transformers model and tokenizer with `OneGenModel(model, tokenizer)`.
+    model directory, a OneGen GGUF file, or a plain causal LM directory with `add_tokens=True`;
+    or wrap an already-built transformers model (or a backend) and its tokenizer with
+    `OneGenModel(model, tokenizer)`. The forward passes run on torch or llama.cpp (`backends`).
 
     Example:
         model = OneGenModel.load("default")
@@ -94,13 +95,11 @@ class OneGenModel:
                 UntrainedRetrievalWarning,
                 stacklevel=2,
             )
-        if isinstance(model, PreTrainedModel):
-            self.hf_model: PreTrainedModel | None = model
-            self.backend: Backend = TorchBackend(model, pad_token_id=tokenizer.pad_token_id)
-        else:
-            self.hf_model = None
-            self.backend = model
+        torch_model = model if isinstance(model, PreTrainedModel) else None
+        self.hf_model = torch_model
         """The transformers model on the torch backend; None on llama.cpp."""
+        self.backend: Backend = TorchBackend(model, pad_token_id=tokenizer.pad_token_id) if torch_model is not None else model
+        """What runs the forward passes (`backends`)."""
         self.tokenizer = tokenizer
         self.text = TextEncoder(tokenizer)
         """Token ids of outside text (always plain) and of the engine's markup."""

@@ -4,6 +4,7 @@ threads, and clear errors for bad files."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import warnings
 
@@ -239,3 +240,15 @@ def test_con_insertion_queries_with_the_rq_state(torch_model, llama_model):
         model.session(retriever, retrieval="always", insertion="con", max_new_tokens=3).ask(DIALOGUE[1])
         vectors.append(retriever.queries[0].vector)
     assert cosines(vectors[0][None], vectors[1][None])[0] >= 0.999
+
+
+def test_sessions_that_are_gone_free_their_place_in_the_kv_buffer(llama_model):
+    backend = llama_model.backend
+    before = backend.held_positions
+    sessions = [llama_model.session(retrieval="never", max_new_tokens=4) for _ in range(3)]
+    for session in sessions:
+        session.ask(DIALOGUE[0])
+    assert backend.held_positions == before + sum(len(s.token_ids) for s in sessions)
+    del sessions, session
+    gc.collect()
+    assert backend.held_positions == before

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,6 +93,13 @@ class LlamaCppBackend:
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self._model))
         self._owners: OrderedDict[int, weakref.ref[LlamaCache]] = OrderedDict()
         """Sequence id → the cache holding it, least recently used first."""
+        self._occupied: dict[int, int] = {}
+        """Sequence id → positions it holds in the KV buffer."""
+        self._released: list[int] = []
+        self._filled: Counter[int] = Counter()
+        """Tokens per sequence in the batch being decoded."""
+        """Sequences whose cache was garbage collected, freed at the next call."""
+        self._positions = llama_cpp.llama_n_ctx(self._ctx)
         self.decoded_tokens = 0
         """Tokens fed through llama.cpp since load (re-feeds after an eviction included)."""
         weakref.finalize(self, _free, llama_cpp, self._ctx, self._model, self._batch)
@@ -116,21 +123,35 @@ class LlamaCppBackend:
         """The source model's fingerprint, recorded at export (`signature` is already in it)."""
         return self.contents.fingerprint
 
+    @property
+    def held_positions(self) -> int:
+        """Positions the shared KV buffer holds now, over every sequence."""
+        with self.lock:
+            self._collect()
+            return sum(self._occupied.values())
+
     def new_cache(self) -> LlamaCache:
         """An empty cache; it takes a sequence at its first forward call."""
         return LlamaCache()
 
     def forward(self, token_ids: Sequence[int], cache: LlamaCache, outputs: int = 1) -> Forward:
-        """Feed `token_ids` into the cache's sequence; the last `outputs` states and the logits."""
+        """Feed `token_ids` into the cache's sequence; the last `outputs` states and the logits.
+
+        A cache that lost its sequence (evicted while idle) first feeds its own tokens again.
+        """
         token_ids = list(token_ids)
         with self.lock:
-            if not self._holds(cache):
+            self._collect()
+            refeed = not self._holds(cache)
+            if refeed:
                 cache.sequence = self._claim(cache)
-                token_ids, start = cache.tokens + token_ids, 0  # evicted: feed its own tokens again
-                cache.tokens = []
-            else:
-                start = len(cache.tokens)
-            states = self._feed(cache.sequence, token_ids, start, outputs, keep={cache.sequence})
+            fed, start = (cache.tokens + token_ids, 0) if refeed else (token_ids, len(cache.tokens))
+            try:
+                self._make_room(len(fed), keep={cache.sequence})
+                states = self._feed(cache.sequence, fed, start, outputs, keep={cache.sequence})
+            except BaseException:
+                self._drop(cache.sequence)  # nothing half-fed stays: the next call feeds it all again
+                raise
             logits = self._logits()
             cache.tokens.extend(token_ids)
         return Forward(torch.from_numpy(states), lambda: torch.from_numpy(logits.copy()))
@@ -139,20 +160,22 @@ class LlamaCppBackend:
         """Each sequence's last state; up to `EMBED_LANES` sequences share a decode call."""
         out = np.zeros((len(sequences), self.dimension), dtype=np.float32)
         with self.lock:
+            self._collect()
             lanes = [LlamaCache() for _ in range(min(EMBED_LANES, self.sequences, len(sequences)))]
             seq_ids = [self._claim(lane) for lane in lanes]
+            keep = set(seq_ids)
             try:
                 for group in _pack(sequences, len(lanes)):
+                    self._make_room(sum(len(sequences[i]) for i in group), keep)
                     if len(group) == 1 and len(sequences[group[0]]) > BATCH_TOKENS:
-                        out[group[0]] = self._feed(seq_ids[0], list(sequences[group[0]]), 0, 1, keep=set(seq_ids))[-1]
+                        out[group[0]] = self._feed(seq_ids[0], list(sequences[group[0]]), 0, 1, keep)[-1]
                     else:
-                        out[group] = self._feed_lanes([sequences[i] for i in group], seq_ids, keep=set(seq_ids))
+                        out[group] = self._feed_lanes([sequences[i] for i in group], seq_ids, keep)
                     for seq in seq_ids:
-                        self._lib.llama_memory_seq_rm(self._memory, seq, 0, -1)
+                        self._clear(seq)
             finally:
                 for seq in seq_ids:
-                    self._lib.llama_memory_seq_rm(self._memory, seq, 0, -1)
-                    del self._owners[seq]
+                    self._drop(seq)
         return out
 
     def _holds(self, cache: LlamaCache) -> bool:
@@ -166,28 +189,52 @@ class LlamaCppBackend:
         """A sequence for `cache`: a free one, else the least recently used one's."""
         free = next((s for s in range(self.sequences) if s not in self._owners), None)
         if free is None:
-            free = next((s for s, owner in self._owners.items() if owner() is None), None)
-        if free is None:
             free = self._evict(keep=set())
-        self._lib.llama_memory_seq_rm(self._memory, free, 0, -1)
-        self._owners[free] = weakref.ref(cache)
-        self._owners.move_to_end(free)
+        self._clear(free)
+        released = self._released
+        self._owners[free] = weakref.ref(cache, lambda _, seq=free: released.append(seq))
         return free
+
+    def _collect(self) -> None:
+        """Free the sequences of caches that were garbage collected (their sessions are gone)."""
+        while self._released:
+            seq = self._released.pop()
+            owner = self._owners.get(seq)
+            if owner is not None and owner() is None:
+                self._drop(seq)
+
+    def _make_room(self, tokens: int, keep: set[int]) -> None:
+        """Evict idle sequences, least recently used first, until `tokens` more fit the KV buffer."""
+        for seq in [s for s in self._owners if s not in keep]:
+            if sum(self._occupied.values()) + tokens <= self._positions:
+                return
+            self._drop(seq)
+        if sum(self._occupied.values()) + tokens > self._positions:
+            raise ContextWindowExceededError(
+                f"{tokens} tokens do not fit the model's KV buffer of {self._positions} positions: shorten the input"
+            )
 
     def _evict(self, keep: set[int]) -> int:
         """Drop the least recently used sequence not in `keep`; its owner re-feeds later."""
-        for seq, owner in self._owners.items():
-            if seq in keep:
-                continue
-            del self._owners[seq]
-            evicted = owner()
-            if evicted is not None:
-                evicted.sequence = None
-            self._lib.llama_memory_seq_rm(self._memory, seq, 0, -1)
-            return seq
-        raise ContextWindowExceededError(
-            f"the model's KV buffer ({self.context_window} positions) cannot hold this call: shorten the input"
-        )
+        seq = next((s for s in self._owners if s not in keep), None)
+        if seq is None:
+            raise ContextWindowExceededError(
+                f"the model's KV buffer ({self._positions} positions) cannot hold this call: shorten the input"
+            )
+        self._drop(seq)
+        return seq
+
+    def _drop(self, seq: int) -> None:
+        """Take sequence `seq` from its cache, which will feed its tokens again when next used."""
+        owner = self._owners.pop(seq, None)
+        cache = owner() if owner is not None else None
+        if cache is not None and cache.sequence == seq:
+            cache.sequence = None
+        self._clear(seq)
+
+    def _clear(self, seq: int) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, seq, 0, -1)
+        self._occupied.pop(seq, None)
 
     def _feed(self, seq: int, token_ids: list[int], start: int, outputs: int, keep: set[int]) -> np.ndarray:
         """Decode `token_ids` into sequence `seq` from position `start`; the last `outputs` tokens' states.
@@ -235,6 +282,7 @@ class LlamaCppBackend:
             batch.seq_id[i][0] = seq
             batch.logits[i] = output
         self.decoded_tokens += len(entries)
+        self._filled = Counter(seq for seq, _, _, _ in entries)
 
     def _decode(self, keep: set[int], starts: dict[int, int]) -> None:
         """`llama_decode` the filled batch; when the KV buffer is full, evict idle sequences."""
@@ -243,9 +291,12 @@ class LlamaCppBackend:
         while True:
             code = self._lib.llama_decode(self._ctx, self._batch)
             if code == 0:
+                for seq, count in self._filled.items():
+                    self._occupied[seq] = self._occupied.get(seq, 0) + count
                 return
             for seq, start in starts.items():  # undo whatever part of the batch was stored
                 self._lib.llama_memory_seq_rm(self._memory, seq, start, -1)
+                self._occupied[seq] = start
             if code != 1:
                 raise RuntimeError(f"llama_decode failed with code {code}")
             self._evict(keep)
