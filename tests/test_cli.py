@@ -300,3 +300,29 @@ def test_train_hands_over_to_the_training_package(tmp_path: Path, capsys: pytest
     corpus = Path(__file__).parents[1] / "onegen_integrations" / "demo" / "corpus.jsonl"
     assert main(["train", "validate", str(corpus), str(records)]) == 0
     assert "1 valid record" in capsys.readouterr().out
+
+
+def test_export_gguf_writes_a_model_the_llama_cpp_backend_loads_and_refuses_to_overwrite(
+    tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("llama_cpp")
+    out = tmp_path / "tiny.q8_0.gguf"
+    assert main(["export-gguf", "tiny", "--out", str(out), "--type", "q8_0"], model=tiny_model) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    loaded = OneGenModel.load(out)  # auto: a .gguf file runs on llama.cpp
+    assert loaded.backend.name == "llama.cpp" and loaded.fingerprint == tiny_model.fingerprint
+    assert main(["export-gguf", "tiny", "--out", str(out)], model=tiny_model) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_ask_runs_on_a_gguf_given_as_the_model(
+    docs: Path, tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("llama_cpp")
+    gguf = tiny_model.export_gguf(tmp_path / "tiny.gguf")
+    db = str(tmp_path / "db")
+    assert index(tiny_model, str(docs), "--db", db) == 0  # indexed on torch, asked on llama.cpp
+    capsys.readouterr()
+    args = ["ask", "Who founded the institute?", "--db", db, "--model", str(gguf), "--retrieval", "always"]
+    assert main([*args, "--max-new-tokens", "3"]) == 0
+    assert RETRIEVAL_LINE.search(capsys.readouterr().err)
