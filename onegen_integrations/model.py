@@ -306,7 +306,8 @@ class OneGenModel:
 
     def forward(self, token_ids: Sequence[int], cache: Any, *, outputs: int = 1) -> Forward:
         """Feed `token_ids` over `cache` (extending it): the last `outputs` positions' states
-        (last layer, after the final norm, not normalised) and the next-token logits."""
+        (last layer, after the final norm, not normalised; `outputs=0` for none, which spares
+        llama.cpp computing them) and the next-token logits."""
         return self.backend.forward(token_ids, cache, outputs)
 
     def session(self, retriever: Retriever | None = None, **options: Any) -> OneGenSession:

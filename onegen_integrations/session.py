@@ -204,24 +204,24 @@ class OneGenSession:
         if self.retriever is None or options.retrieval == "never":
             return []
         if options.retrieval == "auto":
-            logits = self._flush_within_window().logits()
+            logits = self._flush_within_window(states=0).logits()
             logits[self.model.engine_token_ids] = float("-inf")
             if self.logits_processor is not None:
                 logits = self.logits_processor([], logits)
             if int(torch.argmax(logits)) != self.model.query_token_id:
                 return []
         self._append(self._query_tokens(options))
-        states = self._flush_within_window().states
+        states = self._flush_within_window(states=len(self._query_tokens(options))).states
         return [self._retrieve(states[-2] if options.insertion == "con" else states[-1], user, "", options)]
 
-    def _flush_within_window(self) -> Forward:
+    def _flush_within_window(self, states: int) -> Forward:
         """`_flush` after dropping the oldest turns if the queued tokens would overflow the window."""
         if self._make_room(0, keep_last=1) is None:
             raise ContextWindowExceededError(
                 f"a history turn does not fit the context window of {self.context_window} tokens even "
                 "alone: shorten the history"
             )
-        return self._flush()
+        return self._flush(states)
 
     def load_history(self, messages: Sequence[Message]) -> None:
         """Queue earlier turns given as alternating user/assistant messages, user first
@@ -314,7 +314,8 @@ class OneGenSession:
                     self._drop_pending(turn)
                     break
                 rebuilt += moved
-                step = self._flush()
+                # States only where a query is read: the backend may then skip computing them.
+                step = self._flush(len(self._query_tokens(options)) if need_query else 0)
                 states = step.states
                 if need_query:
                     need_query = False
@@ -422,10 +423,10 @@ class OneGenSession:
             self._turns[-1].tokens.extend(ids)
         self._pending.extend(ids)
 
-    def _flush(self) -> Forward:
-        """Feed the queued tokens in one forward call: the last two states (`[RQ]` and `<CON>`
-        share a call) and the next-token logits."""
-        step = self.model.forward(self._pending, self._cache, outputs=2)
+    def _flush(self, states: int) -> Forward:
+        """Feed the queued tokens in one forward call: the last `states` hidden states (`[RQ]`,
+        or `[RQ]` and `<CON>`, which share a call) and the next-token logits."""
+        step = self.model.forward(self._pending, self._cache, outputs=states)
         self._fed += len(self._pending)
         self._pending = []
         return step

@@ -237,10 +237,11 @@ class LlamaCppBackend:
         self._occupied.pop(seq, None)
 
     def _feed(self, seq: int, token_ids: list[int], start: int, outputs: int, keep: set[int]) -> np.ndarray:
-        """Decode `token_ids` into sequence `seq` from position `start`; the last `outputs` tokens' states.
+        """Decode `token_ids` into sequence `seq` from position `start`; the last `outputs` tokens'
+        states (none for 0: then only the last token's logits are computed).
 
         llama.cpp outputs every token of a call while embeddings are on, so the head is fed
-        with them off (no outputs, in calls of at most `BATCH_TOKENS`) and the tail with them on.
+        with them off, in calls of at most `BATCH_TOKENS`, and the `outputs` tail with them on.
         """
         outputs = min(outputs, len(token_ids))
         head = len(token_ids) - outputs
@@ -248,8 +249,11 @@ class LlamaCppBackend:
             self._embeddings(False)
         for offset in range(0, head, BATCH_TOKENS):
             chunk = token_ids[offset : min(offset + BATCH_TOKENS, head)]
-            self._fill([(seq, start + offset + i, t, False) for i, t in enumerate(chunk)])
+            last = outputs == 0 and offset + len(chunk) == head
+            self._fill([(seq, start + offset + i, t, last and i == len(chunk) - 1) for i, t in enumerate(chunk)])
             self._decode(keep, {seq: start + offset})
+        if not outputs:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         self._embeddings(True)
         self._fill([(seq, start + head + i, t, True) for i, t in enumerate(token_ids[head:])])
         self._decode(keep, {seq: start + head})

@@ -70,12 +70,12 @@ class TorchBackend:
         return DynamicCache(config=self.model.config)
 
     def forward(self, token_ids: Sequence[int], cache: DynamicCache, outputs: int = 1) -> Forward:
-        """Feed `token_ids` over `cache`; the last `outputs` states, logits computed on demand."""
+        """Feed `token_ids` over `cache`; the last `outputs` states (0: none), logits computed on demand."""
         inputs = torch.tensor([list(token_ids)], device=self.device)
         with self.lock, torch.inference_mode():
             out = self._decoder(input_ids=inputs, use_cache=True, **{self._cache_arg: cache})
-        states = out.last_hidden_state[0, -outputs:]
-        return Forward(states, lambda: self._logits(states[-1]))
+        hidden = out.last_hidden_state[0]
+        return Forward(hidden[len(hidden) - outputs :], lambda: self._logits(hidden[-1]))
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
