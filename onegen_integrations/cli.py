@@ -5,7 +5,7 @@
     onegen chat --script questions.txt
     onegen demo
     onegen eval --model default --data data/eval
-    onegen export-gguf default --out smollm2-onegen.q8_0.gguf --type q8_0
+    onegen export-gguf default --out smollm2-onegen.gguf
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="'default', 'default-base' or a OneGen model directory")
     export.add_argument("--out", type=Path, required=True, help="the GGUF file to write (must not exist)")
     export.add_argument("--type", dest="gguf_type", choices=GGUF_TYPES, default="f16",
-                        help="weight type: f16 (vectors as torch's) or q8_0 (half the size, faster; default f16)")
+                        help="weight type (default f16: retrieval as on torch); q8_0 is half the size and "
+                             "decodes faster but retrieves a little worse (docs/backends.md)")
     export.set_defaults(run=_export_gguf)
 
     train = commands.add_parser(

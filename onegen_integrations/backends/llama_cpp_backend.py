@@ -3,9 +3,10 @@
 One llama.cpp context serves every session of the model. Each conversation's cache is a
 *sequence* of that context: a unified KV buffer sized to the model's context window is shared by
 up to `SEQUENCES` sequences, so memory does not grow with the number of sessions (SmolLM2-135M:
-about 190 MB of f16 KV for 8,192 positions). When all sequences are taken, or the buffer is
-full, the least recently used idle sequence is dropped; its session re-feeds its own tokens at
-its next call (the cache is only a cache). Calls are serialised by one lock, as on torch.
+180 MiB of f16 KV for 8,192 positions). When all sequences are taken, or the buffer is full, the
+least recently used idle sequence is dropped; its session re-feeds its own tokens at its next
+call (the cache is only a cache). A session that is garbage collected frees its sequence. Calls
+are serialised by one lock, as on torch.
 
 With embeddings switched on and no pooling, one decode call yields both the next-token logits
 and the final-norm hidden state of each position whose output flag is set: the `[RQ]` state
