@@ -14,7 +14,13 @@ import torch
 
 from onegen_integrations.backends import selection
 from onegen_integrations.backends.selection import resolve_backend
-from onegen_integrations.errors import BackendUnavailableError, ExportError, InvalidGGUFError, SessionBusyError
+from onegen_integrations.errors import (
+    BackendUnavailableError,
+    ExportError,
+    InvalidGGUFError,
+    ModelNotFoundError,
+    SessionBusyError,
+)
 from onegen_integrations.gguf_files import read_onegen_gguf
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from tests.conftest import ListRetriever, make_tiny_model
@@ -252,3 +258,28 @@ def test_sessions_that_are_gone_free_their_place_in_the_kv_buffer(llama_model):
     del sessions, session
     gc.collect()
     assert backend.held_positions == before
+
+
+def test_a_missing_gguf_says_how_to_make_one(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="onegen export-gguf"):
+        OneGenModel.load(tmp_path / "nowhere.gguf")
+
+
+def test_a_directory_on_llama_cpp_is_exported_once_and_again_when_it_changes(torch_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONEGEN_HOME", str(tmp_path / "home"))
+    directory = torch_model.save(tmp_path / "model")
+    first = load_directory(directory)
+    exported = list((tmp_path / "home" / "models").glob("*.gguf"))
+    assert len(exported) == 1 and first.fingerprint == torch_model.fingerprint
+    load_directory(directory)
+    assert list((tmp_path / "home" / "models").glob("*.gguf")) == exported  # reused, not exported again
+    config = directory / "onegen.json"
+    config.write_text(config.read_text().replace('"trained": false', '"trained": true'))
+    assert load_directory(directory).trained
+    assert len(list((tmp_path / "home" / "models").glob("*.gguf"))) == 2
+
+
+def load_directory(directory) -> OneGenModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedRetrievalWarning)
+        return OneGenModel.load(directory, backend="llama.cpp")
