@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/onegen demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # Every benchmark, one run: benchmarks/results/results.json and a PNG per section.

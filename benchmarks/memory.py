@@ -13,7 +13,6 @@ import sys
 import tempfile
 import warnings
 from importlib.resources import as_file, files
-
 from pathlib import Path
 
 

@@ -146,7 +146,7 @@ def test_con_insertion_feeds_continue_with_the_query_token_in_one_call(tiny_mode
         lambda module, args, out: calls.append(args[0].numel())
     )
     try:
-        events, done = run(session, "Link: Ada and Bob")
+        _, done = run(session, "Link: Ada and Bob")
     finally:
         hook.remove()
     assert [r.inserted_tokens for r in done.retrievals] == [1, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -80,7 +81,7 @@ def test_next_chunk_repeats_trailing_sentences_within_the_overlap(tokenizer: Pre
     found = spans(text, chunks)
 
     assert len(chunks) > 3
-    for (_, previous_end), (start, _) in zip(found, found[1:]):
+    for (_, previous_end), (start, _) in itertools.pairwise(found):
         shared = text[start:previous_end]
         assert start < previous_end, "consecutive chunks share no text"
         assert shared.endswith(".") and 0 < splitter.count_tokens(shared) <= 20

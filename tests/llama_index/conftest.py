@@ -57,7 +57,7 @@ def index(model: OneGenModel, chroma: chromadb.api.ClientAPI) -> VectorStoreInde
 class RecordingHandler(BaseEventHandler):
     """A real instrumentation event handler that keeps every event it sees."""
 
-    events: list[BaseEvent] = []
+    events: list[BaseEvent] = []  # noqa: RUF012 - a pydantic field: each handler gets its own list
 
     def handle(self, event: BaseEvent, **kwargs: object) -> None:
         self.events.append(event)
