@@ -25,8 +25,8 @@ from onegen_integrations.errors import ExportError
 if TYPE_CHECKING:
     from onegen_integrations.model import OneGenModel
 
-GGUFType = Literal["f16", "q8_0"]
-GGUF_TYPES: tuple[GGUFType, ...] = ("f16", "q8_0")
+GGUFType = Literal["f16", "bf16", "q8_0"]
+GGUF_TYPES: tuple[GGUFType, ...] = ("f16", "bf16", "q8_0")
 """4-bit is left out: Q4_0 moves SmolLM2-135M's `[RQ]`/`[RD]` vectors to a cosine of 0.81-0.92
 against torch, too far for retrieval (Q8_0 keeps 0.997 or better)."""
 CONFIG_KEY = "onegen.config"
@@ -106,7 +106,10 @@ def _write_metadata(writer, model: OneGenModel, gguf_type: GGUFType) -> None:
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
     writer.add_rope_dimension_count(head_dim)
-    writer.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type])
+    writer.add_file_type(
+        {"f16": gguf.LlamaFileType.MOSTLY_F16, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+         "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type]
+    )
     rows = model.hf_model.get_input_embeddings().weight.shape[0]
     writer.add_vocab_size(rows)
     tokens, types, merges = _vocabulary(model, rows)
@@ -194,8 +197,8 @@ def _add_tensor(writer, name: str, tensor: np.ndarray, gguf_type: GGUFType) -> N
     if tensor.ndim == 1:
         writer.add_tensor(name, tensor.astype(np.float32))
         return
-    quant = gguf.GGMLQuantizationType.Q8_0
-    if gguf_type == "f16" or tensor.shape[-1] % gguf.GGML_QUANT_SIZES[quant][0]:
+    quant = {"bf16": gguf.GGMLQuantizationType.BF16, "q8_0": gguf.GGMLQuantizationType.Q8_0}.get(gguf_type)
+    if quant is None or tensor.shape[-1] % gguf.GGML_QUANT_SIZES[quant][0]:
         writer.add_tensor(name, tensor.astype(np.float16))
         return
     writer.add_tensor(name, gguf.quants.quantize(tensor, quant), raw_dtype=quant)

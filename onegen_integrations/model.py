@@ -37,7 +37,7 @@ from onegen_integrations.errors import (
     ModelNotOneGenError,
 )
 from onegen_integrations.gguf_export import GGUFType, export_gguf
-from onegen_integrations.gguf_files import DEFAULT_GGUF_TYPE, cached_export, read_onegen_gguf
+from onegen_integrations.gguf_files import cached_export, default_gguf_type, read_onegen_gguf
 from onegen_integrations.tokens import add_onegen_tokens, missing_tokens
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class OneGenModel:
         add_tokens: bool = False,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
-        gguf_type: GGUFType = DEFAULT_GGUF_TYPE,
+        gguf_type: GGUFType | None = None,
         threads: int | None = None,
     ) -> OneGenModel:
         """Load `"default"`, a OneGen model directory, a OneGen GGUF file, or (with `add_tokens`)
@@ -130,7 +130,8 @@ class OneGenModel:
         `backend`: `torch` runs the transformers weights (`device` defaults to CUDA when
         available, else CPU; `dtype` to bfloat16 on CUDA and float32 on CPU). `llama.cpp` runs a
         GGUF through llama-cpp-python; a model directory (or the default) is exported once to a
-        `gguf_type` GGUF cached in `ONEGEN_HOME`. `auto` takes llama.cpp for the default and for
+        `gguf_type` GGUF cached in `ONEGEN_HOME` (default: bf16 on CPUs with bf16 arithmetic,
+        else f16). `auto` takes llama.cpp for the default and for
         GGUF files when llama-cpp-python is installed and no GPU is, else torch; a directory
         loads on torch (training and evaluation of new checkpoints stay exact). `threads` sets
         llama.cpp's CPU threads (default: every core this process may use).
@@ -141,7 +142,10 @@ class OneGenModel:
         if is_gguf and chosen != "llama.cpp":
             raise ModelNotFoundError(f"{name} is a GGUF file: load it with backend='llama.cpp' (or 'auto')")
         if chosen == "llama.cpp":
-            path = Path(name).expanduser() if is_gguf else cached_export(name, gguf_type, add_tokens=add_tokens)
+            if is_gguf:
+                path = Path(name).expanduser()
+            else:
+                path = cached_export(name, gguf_type or default_gguf_type(), add_tokens=add_tokens)
             return cls._from_gguf(path, name=name, threads=threads)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
