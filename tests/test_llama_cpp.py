@@ -66,6 +66,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_document_vectors_match_torch_for_each_export_type(torch_model, llama_model, tmp_path):
     expected = torch_model.embed_documents(DOCS)
     assert cosines(llama_model.embed_documents(DOCS), expected).min() >= 0.999
+    bf16 = load_gguf(torch_model.export_gguf(tmp_path / "tiny.bf16.gguf", "bf16"))
+    assert cosines(bf16.embed_documents(DOCS), expected).min() >= 0.999
     q8 = load_gguf(torch_model.export_gguf(tmp_path / "tiny.q8_0.gguf", "q8_0"))
     assert cosines(q8.embed_documents(DOCS), expected).min() >= 0.99
     assert (tmp_path / "tiny.q8_0.gguf").stat().st_size < llama_model.backend.path.stat().st_size

@@ -44,7 +44,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-@pytest.mark.parametrize(("gguf_type", "floor"), [("f16", 0.999), ("q8_0", 0.99)])
+@pytest.mark.parametrize(("gguf_type", "floor"), [("f16", 0.999), ("bf16", 0.999), ("q8_0", 0.99)])
 def test_rq_and_rd_vectors_agree_with_torch(torch_default, gguf_type, floor):
     model = load(gguf_type)
     assert model.fingerprint == torch_default.fingerprint
