@@ -47,7 +47,11 @@ clean:
 # recipe. Mining embeds all 4.3k documents and runs all 10.6k records: a minute on a GPU, hours
 # here. Ship a model only if `onegen eval` says so:
 #   python training/configs/ship_default.py runs/default-r2/model onegen_integrations/default
-SQUAD_DEV := ../shared/data/squad/dev-v1.1.articles-even.json.gz
+# The SQuAD v1.1 files (CC BY-SA 4.0, https://rajpurkar.github.io/SQuAD-explorer/) live outside
+# the repository: `make eval SQUAD_DIR=path/to/squad` (training/README.md, "Data", names the files).
+SQUAD_DIR ?=
+SQUAD_DEV = $(SQUAD_DIR)/dev-v1.1.articles-even.json.gz
+need-squad = $(if $(SQUAD_DIR),,$(error set SQUAD_DIR to the directory holding the SQuAD v1.1 files: make $@ SQUAD_DIR=path/to/squad))
 DEFAULT_CONFIG := training/configs/smollm2-135m-lora-default.yaml
 CPU_SIZE := --set batch_size=8 --set max_steps=150 --set warmup_steps=10 --set gradient_checkpointing=true \
 	--set hard_negatives=1 --set max_doc_tokens=224 --set chunk_tokens=2048
@@ -55,7 +59,8 @@ SIZE = $(if $(GPU),--set mixed_precision=bf16,$(CPU_SIZE))
 MINED := data/default/train-mined.jsonl
 
 default-model: $(STAMP)
-	$(PY) training/configs/default_data.py
+	$(need-squad)
+	$(PY) training/configs/default_data.py $(SQUAD_DIR)
 	$(PY) training/configs/general_data.py
 	nice -n 19 $(PY) -m training --config $(DEFAULT_CONFIG) $(SIZE)
 ifeq ($(ROUNDS),2)
@@ -69,6 +74,7 @@ endif
 # Held-out evaluation data: the SQuAD dev articles; `onegen eval` uses the first 6 with dialogues,
 # which the default model's recipe never trains on.
 eval-data: $(STAMP)
+	$(need-squad)
 	$(PY) -m training convert squad $(SQUAD_DEV) data/eval/squad --eval-fraction 0 --negatives 0
 	$(PY) -m training convert dialogue $(SQUAD_DEV) data/eval/dialogue --eval-fraction 0 --negatives 0 --turns 3
 

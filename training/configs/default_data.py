@@ -1,6 +1,7 @@
 """Training data of the shipped default model (`training/configs/smollm2-135m-lora-default.yaml`).
 
-`python training/configs/default_data.py` writes `data/default/{docs,train,eval}.jsonl` from:
+`python training/configs/default_data.py SQUAD_DIR` writes `data/default/{docs,train,eval}.jsonl`,
+where SQUAD_DIR holds the two SQuAD v1.1 files named in `FILES`, from:
 1. single-hop SQuAD (`python -m training convert squad`, `NEGATIVES` overlap-mined hard negatives),
 2. SQuAD-built three-turn dialogues with pronoun follow-ups (`python -m training convert dialogue`,
    `DIALOGUE_ROUNDS` reshuffled passes over each article, so each follow-up recurs after other turns),
@@ -14,8 +15,9 @@
 Passages are cut to their first `MAX_WORDS` words to bound sequence length; records whose answer is
 no longer in the cut passage are dropped (generation must never learn to answer without evidence).
 Sources (SQuAD v1.1, CC BY-SA 4.0, Rajpurkar et al. 2016; the derived data stays CC BY-SA 4.0):
-the 11 articles of ../shared/data/squad/train-v1.1.first11articles.json.gz (whole articles, two of them,
-held out for Recall@1 during training), and the dev articles of dev-v1.1.articles-even.json.gz except the
+the 11 articles of train-v1.1.first11articles.json.gz (the first 11 of SQuAD v1.1 train; whole articles,
+two of them held out for Recall@1 during training), and the dev articles of dev-v1.1.articles-even.json.gz
+(the even-numbered half of the SQuAD v1.1 dev articles; https://rajpurkar.github.io/SQuAD-explorer/) except the
 `EVAL_ARTICLES` that `onegen eval` draws from (`evaluation_articles`, the same rule on the same
 conversion), which are dropped before anything is written: no evaluation article is trained on.
 """
@@ -31,8 +33,8 @@ from pathlib import Path
 
 from onegen_integrations.evaluation.datasets import article_of, evaluation_articles
 
-SQUAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad"
-SOURCES = {"train": SQUAD / "train-v1.1.first11articles.json.gz", "dev": SQUAD / "dev-v1.1.articles-even.json.gz"}
+FILES = {"train": "train-v1.1.first11articles.json.gz", "dev": "dev-v1.1.articles-even.json.gz"}
+"""The SQuAD v1.1 files read from the directory given on the command line."""
 OUT = Path("data/default")
 MAX_WORDS = 250
 SEED = 0
@@ -60,9 +62,11 @@ def _answers_present(record: dict, docs: dict[str, str]) -> bool:
     return True
 
 
-def _convert(kind: str, source: str, eval_fraction: float, *extra: str) -> tuple[dict[str, str], list[dict], list[dict]]:
+def _convert(
+    kind: str, squad: Path, source: str, eval_fraction: float, *extra: str
+) -> tuple[dict[str, str], list[dict], list[dict]]:
     out = OUT / f"{source}-{kind}"
-    subprocess.run([sys.executable, "-m", "training", "convert", kind, SOURCES[source], str(out),
+    subprocess.run([sys.executable, "-m", "training", "convert", kind, str(squad / FILES[source]), str(out),
                     "--eval-fraction", str(eval_fraction), "--negatives", str(NEGATIVES), "--seed", str(SEED), *extra], check=True)
     docs = {d["id"]: _cut(d["text"]) for d in _read(out / "docs.jsonl")}
     train = [r for r in _read(out / "train.jsonl") if _answers_present(r, docs)]
@@ -70,16 +74,16 @@ def _convert(kind: str, source: str, eval_fraction: float, *extra: str) -> tuple
     return docs, train, held_out
 
 
-def _squad_data() -> tuple[dict[str, str], list[dict], list[dict], list[dict]]:
+def _squad_data(squad: Path) -> tuple[dict[str, str], list[dict], list[dict], list[dict]]:
     """Docs, single-hop and dialogue training records, and held-out single-hop records, from
     both SQuAD files; the evaluation's dev articles are dropped."""
     rounds = ("--turns", "3", "--rounds", str(DIALOGUE_ROUNDS))
-    docs, single, held_out = _convert("squad", "train", 0.1)
-    _, dialogue, _ = _convert("dialogue", "train", 0.1, *rounds)
+    docs, single, held_out = _convert("squad", squad, "train", 0.1)
+    _, dialogue, _ = _convert("dialogue", squad, "train", 0.1, *rounds)
     held_out_groups = {r["group"] for r in held_out}
     dialogue = [r for r in dialogue if r["group"] not in held_out_groups]
-    dev_docs, dev_single, _ = _convert("squad", "dev", 0)
-    _, dev_dialogue, _ = _convert("dialogue", "dev", 0, *rounds)
+    dev_docs, dev_single, _ = _convert("squad", squad, "dev", 0)
+    _, dev_dialogue, _ = _convert("dialogue", squad, "dev", 0, *rounds)
     evaluated = set(evaluation_articles(OUT / "dev-dialogue"))
     docs |= {d: t for d, t in dev_docs.items() if article_of(d) not in evaluated}
     single += [r for r in dev_single if r["group"] not in evaluated]
@@ -178,11 +182,17 @@ def _synthetic(rng: random.Random, count: int, banned: set[str]) -> tuple[dict[s
     return docs, records
 
 
-def main() -> None:
-    """Write `data/default/{docs,train,eval}.jsonl`."""
+def main(argv: list[str] | None = None) -> None:
+    """Write `data/default/{docs,train,eval}.jsonl` from the SQuAD files in the directory given."""
+    args = sys.argv[1:] if argv is None else argv
+    squad = Path(args[0]) if args else None
+    missing = [name for name in FILES.values() if squad is None or not (squad / name).is_file()]
+    if missing:
+        sys.exit(f"default_data.py SQUAD_DIR: SQUAD_DIR must hold {' and '.join(missing)} (SQuAD v1.1, CC BY-SA 4.0, "
+                 "https://rajpurkar.github.io/SQuAD-explorer/; training/README.md says how they are cut)")
     rng = random.Random(SEED)
     OUT.mkdir(parents=True, exist_ok=True)
-    squad_docs, squad_train, dialogue_train, squad_eval = _squad_data()
+    squad_docs, squad_train, dialogue_train, squad_eval = _squad_data(squad)
     demo = Path(__file__).resolve().parents[2] / "onegen_integrations" / "demo" / "corpus.jsonl"
     banned = {w.lower() for line in demo.read_text().splitlines() if line.strip()
               for w in re.findall(r"[A-Z][a-z]+", json.loads(line)["title"] + " " + json.loads(line)["text"])}
