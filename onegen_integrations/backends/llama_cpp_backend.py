@@ -49,9 +49,6 @@ class LlamaCache:
         self.tokens: list[int] = []
         self.sequence: int | None = None
 
-    def __len__(self) -> int:
-        return len(self.tokens)
-
 
 class LlamaCppBackend:
     """Forward passes of a OneGen GGUF through llama.cpp, shared by every session of a model."""
