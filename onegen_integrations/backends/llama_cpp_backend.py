@@ -188,7 +188,6 @@ class LlamaCppBackend:
         free = next((s for s in range(self.sequences) if s not in self._owners), None)
         if free is None:
             free = self._evict(keep=set())
-        self._clear(free)
         released = self._released
         self._owners[free] = weakref.ref(cache, lambda _, seq=free: released.append(seq))
         return free
@@ -203,14 +202,8 @@ class LlamaCppBackend:
 
     def _make_room(self, tokens: int, keep: set[int]) -> None:
         """Evict idle sequences, least recently used first, until `tokens` more fit the KV buffer."""
-        for seq in [s for s in self._owners if s not in keep]:
-            if sum(self._occupied.values()) + tokens <= self._positions:
-                return
-            self._drop(seq)
-        if sum(self._occupied.values()) + tokens > self._positions:
-            raise ContextWindowExceededError(
-                f"{tokens} tokens do not fit the model's KV buffer of {self._positions} positions: shorten the input"
-            )
+        while sum(self._occupied.values()) + tokens > self._positions:
+            self._evict(keep)
 
     def _evict(self, keep: set[int]) -> int:
         """Drop the least recently used sequence not in `keep`; its owner re-feeds later."""
