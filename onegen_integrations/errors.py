@@ -81,3 +81,20 @@ class ReadOnlyStoreError(StoreError):
 
 class InvalidQueryError(OneGenError, ValueError):
     """A search was asked with a vector or `k` that cannot give meaningful hits."""
+
+
+class InvalidOptionError(OneGenError, ValueError):
+    """A generation option has a value outside what it allows (the message says what it allows)."""
+
+    def __init__(self, option: str, value: object, allowed: str) -> None:
+        super().__init__(f"{option} must be {allowed}, not {value!r}")
+        self.option = option
+        self.value = value
+        self.allowed = allowed
+
+    def __reduce__(self) -> tuple[type[InvalidOptionError], tuple[str, object, str]]:
+        return type(self), (self.option, self.value, self.allowed)
+
+    def renamed(self, option: str) -> InvalidOptionError:
+        """The same error under the name the caller knows the option by (a flag, a field)."""
+        return InvalidOptionError(option, self.value, self.allowed)

@@ -10,55 +10,25 @@ tokens to the cache; earlier turns are never re-processed unless the context win
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
-from onegen_integrations.backends import Forward
+from onegen_integrations.backends.base import Forward
 from onegen_integrations.chat_format import ChatFormat, Message
 from onegen_integrations.errors import ContextWindowExceededError, EmptyTextError, SessionBusyError
 from onegen_integrations.events import DoneEvent, Event, FinishReason, RetrievalEvent, TokenEvent, Usage
 from onegen_integrations.model import OneGenModel
+from onegen_integrations.options import GenerationOptions
 from onegen_integrations.replay import RETRIEVALS_KEY, PastRetrieval, retrievals_from_json, retrievals_to_json
 from onegen_integrations.retrieval import Hit, RetrievalQuery, Retriever
 
-RetrievalMode = Literal["auto", "always", "never"]
-Insertion = Literal["passage", "con"]
 LogitsProcessor = Callable[[Sequence[int], torch.Tensor], torch.Tensor]
 """Called with the turn's generated ids and the next-token logits; returns new logits."""
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """How one turn is generated; a session holds defaults, `send` may override any."""
-
-    retrieval: RetrievalMode = "auto"
-    """`auto`: the model decides; `always`: `[RQ]` is forced at the start of each answer
-    (useful before a model is trained); `never`: `[RQ]` is never emitted."""
-    k: int = 1
-    """Passages retrieved per `[RQ]`."""
-    max_retrievals: int = 4
-    """Retrievals per turn; after that `[RQ]` is banned, so a model that keeps asking stops."""
-    max_new_tokens: int = 256
-    """Sampled tokens per turn (inserted passages do not count)."""
-    max_passage_tokens: int = 512
-    """Longer passages are cut to this many tokens before insertion."""
-    stop: tuple[str, ...] = ()
-    """Strings that end the answer; the answer text is cut before the first one."""
-    temperature: float = 0.0
-    """0 is greedy decoding."""
-    top_p: float = 1.0
-    """Nucleus sampling mass when sampling."""
-    top_k: int = 0
-    """Keep only the k most likely tokens when sampling (0: all)."""
-    insertion: Insertion = "passage"
-    """`passage` inserts the hits as text (R→G); `con` inserts `<CON>` (G→R, linking tasks)."""
 
 
 @dataclass
@@ -82,8 +52,10 @@ class OneGenSession:
         context_window: tokens the cache may hold (default: the model's context window).
         seed: seeds sampling, so a sampled conversation can be repeated.
         logits_processor: optional hook to edit next-token logits (bans, biases, tests).
-        **options: defaults for `GenerationOptions`. `retrieval` defaults to `auto` for a
-            trained model and `always` for an untrained one (it would never emit `[RQ]`).
+        **options: `GenerationOptions` fields, this session's defaults for every turn (an
+            unknown name is a `TypeError`, a value out of range an `InvalidOptionError`).
+            `retrieval` defaults to `auto` for a trained model and `always` for an untrained
+            one (it would never emit `[RQ]`).
 
     Example:
         session = model.session(store, k=2)
@@ -111,7 +83,7 @@ class OneGenSession:
             options["retrieval"] = "never"
         if options.get("retrieval") is None:
             options["retrieval"] = "auto" if model.trained else "always"
-        self.options = _validated(GenerationOptions(**options))  # type: ignore[arg-type]
+        self.options = GenerationOptions().replace(**options)
         self.context_window = min(context_window or model.context_window, model.context_window)
         self.logits_processor = logits_processor
         system = model.config.system_prompt if system_prompt is None else system_prompt
@@ -247,14 +219,15 @@ class OneGenSession:
     def send(self, message: str, **overrides: object) -> Iterator[Event]:
         """Answer one user message, yielding `TokenEvent`s, `RetrievalEvent`s and a `DoneEvent`.
 
-        `overrides` change `GenerationOptions` for this turn only. Raises `EmptyTextError`
-        for an empty message at once; while iterating, `SessionBusyError` if another caller
-        is in a turn of this session, and `ContextWindowExceededError` (with the session
-        unchanged) if the message cannot fit even alone.
+        `overrides` change `GenerationOptions` for this turn only, checked as the session's
+        own are. Raises `EmptyTextError` for an empty message at once; while iterating,
+        `SessionBusyError` if another caller is in a turn of this session, and
+        `ContextWindowExceededError` (with the session unchanged) if the message cannot fit
+        even alone.
         """
         if not message or not message.strip():
             raise EmptyTextError("the message is empty: send some text")
-        options = _validated(dataclasses.replace(self.options, **overrides))  # type: ignore[arg-type]
+        options = self.options.replace(**overrides)
         if options.retrieval != "never" and self.retriever is None:
             raise ValueError("this session has no retriever; use retrieval='never'")
         return self._locked_turn(message, options)
@@ -464,18 +437,6 @@ class OneGenSession:
         """Answer text; mid-stream, a trailing partial multi-byte character is held back."""
         text = self.model.tokenizer.decode(ids, skip_special_tokens=True)
         return text[:-1] if not final and text.endswith("\ufffd") else text
-
-
-def _validated(options: GenerationOptions) -> GenerationOptions:
-    if options.retrieval not in ("auto", "always", "never"):
-        raise ValueError(f"retrieval must be 'auto', 'always' or 'never', not {options.retrieval!r}")
-    if options.insertion not in ("passage", "con"):
-        raise ValueError(f"insertion must be 'passage' or 'con', not {options.insertion!r}")
-    if options.k < 1 or options.max_new_tokens < 1 or options.max_retrievals < 0:
-        raise ValueError("k and max_new_tokens must be at least 1, max_retrievals at least 0")
-    if isinstance(options.stop, str):
-        options = dataclasses.replace(options, stop=(options.stop,))
-    return dataclasses.replace(options, stop=tuple(s for s in options.stop if s))
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:

@@ -1,72 +1,40 @@
-"""LangChain message lists as an engine dialogue: system prompt, earlier turns, the new question.
+"""LangChain message lists as an engine `Dialogue`: each message's type mapped to a turn.
 
-The engine answers one user message per turn over a cache of the turns before it. A LangChain
-chat model is handed the whole conversation on every call, so the earlier turns are loaded
-into a fresh session (`OneGenSession.load_history`) and fed with the new message in one
-forward pass. An AI message that carries its retrievals (`onegen_retrievals` in
-`additional_kwargs`, as every OneGen answer does, or in `response_metadata`) is replayed with
-its `[RQ]` and passages where the live answer had them, so follow-ups retrieve as they would
-have in the live session.
+A LangChain chat model is handed the whole conversation on every call; the core `Dialogue`
+splits it into a system prompt, earlier turns and the new question, and loads the earlier
+turns into a fresh session fed with the new message in one forward pass. An AI message that
+carries its retrievals (`onegen_retrievals` in `additional_kwargs`, as every OneGen answer
+does, or in `response_metadata`) is replayed with its `[RQ]` and passages where the live
+answer had them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from onegen_integrations.chat_format import Message
-from onegen_integrations.replay import RETRIEVALS_KEY, join_messages
+from onegen_integrations.dialogue import Dialogue, Role, Turn
+from onegen_integrations.replay import RETRIEVALS_KEY
 
-_ROLES: dict[type[BaseMessage], str] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
-_JOIN = "\n\n"
-
-
-@dataclass(frozen=True)
-class Dialogue:
-    """A conversation in the engine's terms."""
-
-    question: str
-    """The last user message: the one to answer."""
-    history: list[Message] = field(default_factory=list)
-    """Earlier turns, alternating user and assistant, starting with a user message; an
-    assistant turn whose retrievals are known holds them under `RETRIEVALS_KEY`."""
-    system: str | None = None
-    """The system prompt the messages give, if any."""
+_ROLES: dict[type[BaseMessage], Role] = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
 
 
 def to_dialogue(messages: Sequence[BaseMessage]) -> Dialogue:
-    """Split LangChain messages into a `Dialogue`.
+    """Split LangChain messages into a `Dialogue` (rules: `Dialogue.from_turns`).
 
-    System messages join into the system prompt; consecutive messages of one role join into
-    one message; a conversation opening with the assistant gets an empty first user message.
-    An AI message's `onegen_retrievals` (from `additional_kwargs`, else `response_metadata`)
-    goes with its turn; joined AI messages keep them only if each part has them.
-    Raises `ValueError` when the last message is not from the user, `NotImplementedError` for
-    tool calls, tool results and non-text content, which OneGen models do not handle.
+    System, human and AI messages map to the system, user and assistant roles; an AI
+    message's `onegen_retrievals` (from `additional_kwargs`, else `response_metadata`) goes
+    with its turn. Raises `ValueError` when the last message is not from the user,
+    `NotImplementedError` for tool calls, tool results and non-text content, which OneGen
+    models do not handle.
     """
-    system: list[str] = []
-    turns: list[Message] = []
-    for message in messages:
-        role = _role(message)
-        text = message.text
-        if role == "system":
-            system.append(text)
-            continue
-        turn: Message = {"role": role, "content": text}
-        if role == "assistant" and (past := retrievals_of(message)) is not None:
-            turn[RETRIEVALS_KEY] = past
-        if turns and turns[-1]["role"] == role:
-            turns[-1] = join_messages(turns[-1], turn, _JOIN)
-        else:
-            if not turns and role == "assistant":
-                turns.append({"role": "user", "content": ""})
-            turns.append(turn)
-    if not turns or turns[-1]["role"] != "user":
-        raise ValueError("the last message must be a human message: it is the one the model answers")
-    return Dialogue(question=turns[-1]["content"], history=turns[:-1], system=_JOIN.join(system) or None)
+    return Dialogue.from_turns(
+        (Turn(_role(m), m.text, retrievals_of(m)) for m in messages),
+        user_message="a human message",
+        append="HumanMessage(...)",
+    )
 
 
 def retrievals_of(message: BaseMessage) -> Any:
@@ -77,7 +45,7 @@ def retrievals_of(message: BaseMessage) -> Any:
     return None
 
 
-def _role(message: BaseMessage) -> str:
+def _role(message: BaseMessage) -> Role:
     role = next((name for kind, name in _ROLES.items() if isinstance(message, kind)), None)
     if role is None:
         raise NotImplementedError(

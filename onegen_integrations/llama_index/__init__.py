@@ -6,15 +6,14 @@ all: `OneGenLLM(model)` and `OneGenEmbedding(model)` share its weights.
 
 from onegen_integrations.llama_index.agent import OneGenAgent
 from onegen_integrations.llama_index.chat_engine import OneGenChatEngine
-from onegen_integrations.llama_index.dialogue import Dialogue
 from onegen_integrations.llama_index.embedding import OneGenEmbedding
+from onegen_integrations.llama_index.engine_retriever import EngineRetriever
+from onegen_integrations.llama_index.index import index_model
 from onegen_integrations.llama_index.llm import OneGenLLM
 from onegen_integrations.llama_index.query_engine import OneGenQueryEngine
-from onegen_integrations.llama_index.retriever import LlamaIndexRetriever, index_model
 
 __all__ = [
-    "Dialogue",
-    "LlamaIndexRetriever",
+    "EngineRetriever",
     "OneGenAgent",
     "OneGenChatEngine",
     "OneGenEmbedding",

@@ -23,8 +23,8 @@ from llama_index.core.workflow import Context
 
 from onegen_integrations.events import DoneEvent, TokenEvent
 from onegen_integrations.llama_index.chat_engine import OneGenChatEngine
-from onegen_integrations.llama_index.dialogue import Dialogue
 from onegen_integrations.llama_index.llm import OneGenLLM
+from onegen_integrations.llama_index.messages import to_dialogue
 from onegen_integrations.llama_index.streams import answer_message, iterate_in_thread, turn_metadata
 
 DEFAULT_NAME = "onegen"
@@ -107,7 +107,7 @@ class OneGenAgent(BaseWorkflowAgent):
         memory: BaseMemory,
     ) -> AgentOutput:
         """Answer the last user message in one pass, streaming `AgentStream` events."""
-        nodes, events = self._engine.start_turn(Dialogue.from_messages(llm_input))
+        nodes, events = self._engine.start_turn(to_dialogue(llm_input))
         text, done = "", None
         async for event in iterate_in_thread(events):
             if isinstance(event, TokenEvent):

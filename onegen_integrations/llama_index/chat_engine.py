@@ -18,10 +18,12 @@ from llama_index.core.chat_engine.types import (
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore
 
+from onegen_integrations.dialogue import Dialogue
 from onegen_integrations.events import Event
-from onegen_integrations.llama_index.dialogue import Dialogue
+from onegen_integrations.llama_index.engine_retriever import EngineRetriever
+from onegen_integrations.llama_index.index import FromIndex
 from onegen_integrations.llama_index.llm_events import model_dict, prompt_messages, reported_as_llm_call
-from onegen_integrations.llama_index.retriever import FromIndex, LlamaIndexRetriever
+from onegen_integrations.llama_index.messages import to_dialogue
 from onegen_integrations.llama_index.streams import chat_responses, iterate_in_thread, run_to_end, turn_metadata
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.replay import RETRIEVALS_KEY
@@ -73,7 +75,7 @@ class OneGenChatEngine(FromIndex, BaseChatEngine):
     ) -> None:
         self.model = model
         self.callback_manager = callback_manager or Settings.callback_manager
-        self.retriever = LlamaIndexRetriever(retriever, node_postprocessors)
+        self.retriever = EngineRetriever(retriever, node_postprocessors)
         self.system_prompt = system_prompt
         self.options = options
         self._session = model.session(self.retriever, system_prompt=system_prompt, **options)
@@ -154,7 +156,7 @@ class OneGenChatEngine(FromIndex, BaseChatEngine):
     def _dialogue(self, message: str, chat_history: list[ChatMessage] | None) -> Dialogue:
         self._close_open_turn()  # so the history holds an abandoned stream's text, as the cache does
         history = self.chat_history if chat_history is None else chat_history
-        return Dialogue.from_messages([*history, ChatMessage(role=MessageRole.USER, content=message)])
+        return to_dialogue([*history, ChatMessage(role=MessageRole.USER, content=message)])
 
     def _close_open_turn(self) -> None:
         """End a streamed turn the caller stopped reading, so the session is free again."""

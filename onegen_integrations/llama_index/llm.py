@@ -16,12 +16,13 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
+from onegen_integrations.dialogue import Dialogue
 from onegen_integrations.events import DoneEvent
-from onegen_integrations.llama_index.dialogue import Dialogue
+from onegen_integrations.llama_index.messages import to_dialogue
 from onegen_integrations.llama_index.streams import (
     answer_message,
     chat_responses,
@@ -30,6 +31,7 @@ from onegen_integrations.llama_index.streams import (
     turn_metadata,
 )
 from onegen_integrations.model import OneGenModel
+from onegen_integrations.options import DEFAULTS, GenerationOptions
 from onegen_integrations.session import OneGenSession
 
 _CALL_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "stop")
@@ -48,9 +50,10 @@ class OneGenLLM(CustomLLM):
     retrievals; a chat answer's message carries its (empty) retrievals too. Streams end with
     an empty-delta response that carries them.
 
-    Key arguments: `max_new_tokens`, `temperature` (0: greedy), `stop`, `system_prompt`
-    (default: the model's). Per call, `max_new_tokens`, `temperature`, `top_p`, `top_k`
-    and `stop` may be passed as keyword arguments.
+    Key arguments: `max_new_tokens`, `temperature` (0: greedy), `top_p`, `top_k`, `stop`,
+    `seed`, `system_prompt` (default: the model's); defaults and allowed values are the
+    engine's `GenerationOptions`'. Per call, `max_new_tokens`, `temperature`, `top_p`,
+    `top_k` and `stop` may be passed as keyword arguments, checked the same way.
 
     Example:
         model = OneGenModel.load("default")
@@ -61,13 +64,16 @@ class OneGenLLM(CustomLLM):
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
-    max_new_tokens: int = Field(default=256, gt=0)
+    # Defaults and allowed values are the engine's `GenerationOptions`' (checked below).
+    max_new_tokens: int = Field(default=DEFAULTS.max_new_tokens)
     """Most tokens generated per call."""
-    temperature: float = Field(default=0.0, ge=0.0)
+    temperature: float = Field(default=DEFAULTS.temperature)
     """0 decodes greedily; above 0 samples."""
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_p: float = Field(default=DEFAULTS.top_p)
     """Nucleus sampling mass when sampling."""
-    stop: list[str] = Field(default_factory=list)
+    top_k: int = Field(default=DEFAULTS.top_k)
+    """Sample only from the k most likely tokens (0: all)."""
+    stop: list[str] = Field(default_factory=lambda: list(DEFAULTS.stop))
     """Strings that end the answer; the text is cut before the first one."""
     seed: int | None = None
     """Seeds sampling, so a sampled answer can be repeated."""
@@ -77,6 +83,16 @@ class OneGenLLM(CustomLLM):
     def __init__(self, model: OneGenModel, **fields: Any) -> None:
         super().__init__(**fields)
         self._model = model
+
+    @model_validator(mode="after")
+    def _check_generation_options(self) -> OneGenLLM:
+        """Refuse values `GenerationOptions` refuses, with its message (e.g. a negative temperature)."""
+        GenerationOptions(**self._generation_options())
+        return self
+
+    def _generation_options(self) -> dict[str, Any]:
+        """The fields as `GenerationOptions` values (the options a call may override)."""
+        return {name: getattr(self, name) for name in _CALL_OPTIONS}
 
     @classmethod
     def class_name(cls) -> str:
@@ -110,13 +126,13 @@ class OneGenLLM(CustomLLM):
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Answer the last (user) message; the history is fed in one forward pass."""
-        done = self._answer(Dialogue.from_messages(messages), kwargs)
+        done = self._answer(to_dialogue(messages), kwargs)
         return ChatResponse(message=answer_message(done), raw=turn_metadata(done))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Stream the answer to the last (user) message."""
-        return self._chat_stream(Dialogue.from_messages(messages), kwargs)
+        return self._chat_stream(to_dialogue(messages), kwargs)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -132,13 +148,13 @@ class OneGenLLM(CustomLLM):
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """`chat`, computed in a worker thread so the event loop stays free."""
-        done = await asyncio.to_thread(self._answer, Dialogue.from_messages(messages), kwargs)
+        done = await asyncio.to_thread(self._answer, to_dialogue(messages), kwargs)
         return ChatResponse(message=answer_message(done), raw=turn_metadata(done))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         """`stream_chat`, computed in a worker thread so the event loop stays free."""
-        return iterate_in_thread(self._chat_stream(Dialogue.from_messages(messages), kwargs))
+        return iterate_in_thread(self._chat_stream(to_dialogue(messages), kwargs))
 
     def _answer(self, dialogue: Dialogue, overrides: dict[str, Any]) -> DoneEvent:
         return self._session(dialogue, overrides).ask(dialogue.message)
@@ -155,13 +171,7 @@ class OneGenLLM(CustomLLM):
         unknown = sorted(set(overrides) - set(_CALL_OPTIONS))
         if unknown:
             raise TypeError(f"OneGenLLM got unknown options {unknown}; per call it accepts {list(_CALL_OPTIONS)}")
-        options: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "stop": self.stop,
-            **overrides,
-        }
+        options: dict[str, Any] = {**self._generation_options(), **overrides}
         return dialogue.open(
             self._model, None, system_prompt=self.system_prompt, seed=self.seed, retrieval="never", **options
         )

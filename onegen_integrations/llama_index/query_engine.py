@@ -22,8 +22,9 @@ from llama_index.core.schema import QueryBundle
 
 from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.events import DoneEvent, Event, TokenEvent
+from onegen_integrations.llama_index.engine_retriever import EngineRetriever
+from onegen_integrations.llama_index.index import FromIndex
 from onegen_integrations.llama_index.llm_events import model_dict, prompt_messages, reported_as_llm_call
-from onegen_integrations.llama_index.retriever import FromIndex, LlamaIndexRetriever
 from onegen_integrations.llama_index.streams import iterate_in_thread, run_to_end, turn_metadata
 from onegen_integrations.model import OneGenModel
 
@@ -74,7 +75,7 @@ class OneGenQueryEngine(FromIndex, BaseQueryEngine):
         self.node_postprocessors = list(node_postprocessors)
         self.streaming = streaming
         self.options = options
-        model.session(LlamaIndexRetriever(retriever), **options)  # fail now on bad options
+        model.session(EngineRetriever(retriever), **options)  # fail now on bad options
 
     def _get_prompt_modules(self) -> PromptMixinType:
         return {}
@@ -100,11 +101,11 @@ class OneGenQueryEngine(FromIndex, BaseQueryEngine):
             metadata=metadata,
         )
 
-    def _start(self, query_bundle: QueryBundle) -> tuple[LlamaIndexRetriever, Iterator[Event]]:
+    def _start(self, query_bundle: QueryBundle) -> tuple[EngineRetriever, Iterator[Event]]:
         """A fresh session and adapter for one question, and the turn's (lazy) events."""
         if not query_bundle.query_str or not query_bundle.query_str.strip():
             raise EmptyTextError("the query is empty: ask a question")
-        adapter = LlamaIndexRetriever(self.retriever, self.node_postprocessors)
+        adapter = EngineRetriever(self.retriever, self.node_postprocessors)
         session = self.model.session(adapter, **self.options)
         system_prompt = self.options.get("system_prompt")
         shown_system = self.model.config.system_prompt if system_prompt is None else system_prompt

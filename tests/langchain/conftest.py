@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import chromadb
 import pytest
 from chromadb.config import Settings
 
+from onegen_integrations.ingest import demo_documents
 from onegen_integrations.langchain import (
     ChatOneGen,
     OneGenChatChain,
@@ -18,13 +18,11 @@ from onegen_integrations.langchain import (
 from onegen_integrations.model import OneGenModel
 from tests.langchain.probes import TEXTS
 
-CORPUS = Path(__file__).parents[2] / "onegen_integrations" / "demo" / "corpus.jsonl"
-
 
 @pytest.fixture(scope="session")
 def corpus() -> list[dict[str, str]]:
     """The bundled demo corpus: `{"id", "title", "text"}` records."""
-    return [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+    return [{"id": doc.id, "title": doc.metadata["title"], "text": doc.text} for doc in demo_documents()]
 
 
 @pytest.fixture

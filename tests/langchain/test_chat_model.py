@@ -9,6 +9,7 @@ from langchain_core.tools import tool
 from onegen_integrations.langchain import ChatOneGen, OneGenEmbeddings
 from onegen_integrations.langchain.messages import to_dialogue
 from onegen_integrations.model import OneGenModel
+from onegen_integrations.options import DEFAULTS
 from onegen_integrations.replay import RETRIEVALS_KEY, ReplayFormatError
 
 
@@ -20,7 +21,7 @@ def chat(tiny_model: OneGenModel) -> ChatOneGen:
 def test_history_is_fed_exactly_as_the_chat_template_renders_the_conversation(chat: ChatOneGen) -> None:
     messages = [SystemMessage("Be brief."), HumanMessage("Hi"), AIMessage("Hello there."), HumanMessage("Who are you?")]
     session = chat.start_session(to_dialogue(messages), max_new_tokens=1)
-    session.ask(to_dialogue(messages).question)
+    session.ask(to_dialogue(messages).message)
     roles = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
     rendered = chat.load_model().tokenizer.apply_chat_template(
         [{"role": roles[type(m)], "content": m.text} for m in messages], tokenize=False, add_generation_prompt=True
@@ -40,9 +41,9 @@ def test_consecutive_messages_of_one_role_and_all_system_messages_are_joined() -
             HumanMessage("q3"),
         ]
     )
-    assert dialogue.system == "a\n\nb"
+    assert dialogue.system_prompt == "a\n\nb"
     assert dialogue.history == [{"role": "user", "content": "q1\n\nq2"}, {"role": "assistant", "content": "r"}]
-    assert dialogue.question == "q3"
+    assert dialogue.message == "q3"
 
 
 def test_a_conversation_opened_by_the_assistant_gets_an_empty_first_user_turn() -> None:
@@ -143,3 +144,29 @@ def test_construction_loads_nothing_and_given_models_name_the_runs(tiny_model: O
 def test_chat_model_and_embeddings_loaded_by_name_share_one_model(default_model: OneGenModel) -> None:
     assert ChatOneGen(model="default").load_model() is default_model
     assert OneGenEmbeddings(model="default").load_model() is default_model
+
+
+def test_defaults_and_allowed_values_are_the_engines_generation_options() -> None:
+    chat = ChatOneGen(model="default")
+    fields = (chat.max_tokens, chat.temperature, chat.top_p, chat.top_k, tuple(chat.stop or ()))
+    assert fields == (DEFAULTS.max_new_tokens, DEFAULTS.temperature, DEFAULTS.top_p, DEFAULTS.top_k, DEFAULTS.stop)
+    with pytest.raises(ValueError, match="max_tokens must be at least 1, not 0"):
+        ChatOneGen(model="default", max_tokens=0)
+    with pytest.raises(ValueError, match="temperature must be at least 0, not -1"):
+        ChatOneGen(model="default", temperature=-1)
+
+
+def test_per_call_options_out_of_range_are_refused_under_their_langchain_names(chat: ChatOneGen) -> None:
+    with pytest.raises(ValueError, match="max_tokens must be at least 1, not 0"):
+        chat.invoke("Hello", max_tokens=0)
+    with pytest.raises(ValueError, match=r"top_k must be an integer, at least 0, not -1\.5"):
+        chat.invoke("Hello", top_k=-1.5)
+
+
+def test_top_k_and_seed_shape_sampling(chat: ChatOneGen) -> None:
+    greedy = chat.invoke("Tell me about harbours.").text
+    assert chat.invoke("Tell me about harbours.", temperature=1.0, top_k=1).text == greedy
+    model = chat.load_model()
+    seeded = [ChatOneGen(onegen_model=model, max_tokens=8, temperature=1.5, seed=seed) for seed in (7, 7, 8)]
+    first, again, other = (one.invoke("Tell me about harbours.").text for one in seeded)
+    assert first == again != other

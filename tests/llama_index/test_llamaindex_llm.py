@@ -8,8 +8,10 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 
-from onegen_integrations.errors import EmptyTextError
-from onegen_integrations.llama_index import Dialogue, OneGenChatEngine, OneGenLLM
+from onegen_integrations.errors import EmptyTextError, InvalidOptionError
+from onegen_integrations.llama_index import OneGenChatEngine, OneGenLLM
+from onegen_integrations.llama_index.messages import to_dialogue
+from onegen_integrations.options import DEFAULTS
 from onegen_integrations.replay import RETRIEVALS_KEY
 
 HISTORY = [
@@ -40,7 +42,7 @@ def test_streamed_completion_adds_up_to_the_completion(model):
 
 
 def test_chat_feeds_the_history_in_the_chat_template(model):
-    dialogue = Dialogue.from_messages(HISTORY)
+    dialogue = to_dialogue(HISTORY)
     session = dialogue.open(model, retrieval="never", max_new_tokens=4)
     done = session.ask(dialogue.message)
     rendered = model.tokenizer.apply_chat_template(
@@ -94,7 +96,7 @@ def test_an_answer_in_the_history_is_fed_with_its_passages(index, model):
     engine.chat("Who founded the Varenne Institute?")
     messages = [*engine.chat_history, ChatMessage(role="user", content="Where was she born?")]
     expected = engine.session.ask("Where was she born?", retrieval="never")
-    replayed = Dialogue.from_messages(messages).open(model, retrieval="never", max_new_tokens=4)
+    replayed = to_dialogue(messages).open(model, retrieval="never", max_new_tokens=4)
     replayed.ask("Where was she born?")
     assert replayed.token_ids == engine.session.token_ids
     assert OneGenLLM(model, max_new_tokens=4).chat(messages).message.content == expected.text
@@ -112,3 +114,27 @@ def test_responses_carry_json_usage_that_token_counting_reads(model):
     assert chunks[-1].delta == "" and chunks[-1].raw["usage"]["completion_tokens"] == usage["completion_tokens"]
     assert chunks[-1].message.additional_kwargs == {RETRIEVALS_KEY: []}
     assert counter.completion_llm_token_count == 2 * usage["completion_tokens"]
+
+
+def test_defaults_and_allowed_values_are_the_engines_generation_options(model):
+    llm = OneGenLLM(model)
+    fields = (llm.max_new_tokens, llm.temperature, llm.top_p, llm.top_k, tuple(llm.stop))
+    assert fields == (DEFAULTS.max_new_tokens, DEFAULTS.temperature, DEFAULTS.top_p, DEFAULTS.top_k, DEFAULTS.stop)
+    with pytest.raises(ValueError, match="temperature must be at least 0, not -1"):
+        OneGenLLM(model, temperature=-1)
+    with pytest.raises(ValueError, match=r"top_p must be greater than 0 and at most 1, not 1\.5"):
+        OneGenLLM(model, top_p=1.5)
+
+
+def test_a_per_call_option_out_of_range_is_refused_before_generating(model):
+    with pytest.raises(InvalidOptionError, match="temperature must be at least 0, not -1"):
+        OneGenLLM(model).complete("Name a colour.", temperature=-1)
+    with pytest.raises(InvalidOptionError, match="max_new_tokens must be at least 1, not 0"):
+        OneGenLLM(model).chat(HISTORY, max_new_tokens=0)
+
+
+def test_top_k_reaches_the_engine_as_a_field_and_per_call(model):
+    greedy = OneGenLLM(model, max_new_tokens=6).complete("Name a colour.").text
+    assert OneGenLLM(model, max_new_tokens=6, temperature=1.0, top_k=1).complete("Name a colour.").text == greedy
+    llm = OneGenLLM(model, max_new_tokens=6, temperature=1.0, seed=0)
+    assert llm.complete("Name a colour.", top_k=1).text == greedy

@@ -18,7 +18,7 @@ from llama_index.core.postprocessor import SimilarityPostprocessor
 from llama_index.core.tools import QueryEngineTool
 
 from onegen_integrations.errors import EmbeddingModelMismatchError, EmptyTextError
-from onegen_integrations.llama_index import LlamaIndexRetriever, OneGenQueryEngine
+from onegen_integrations.llama_index import EngineRetriever, OneGenQueryEngine
 from onegen_integrations.replay import RETRIEVALS_KEY
 
 QUESTION = "Who founded the Varenne Institute?"
@@ -45,7 +45,7 @@ def test_the_framework_sees_each_retrieval_with_the_rq_vector(index, model, reco
     starts = [e for e in recorded_events if isinstance(e, RetrievalStartEvent)]
     ends = [e for e in recorded_events if isinstance(e, RetrievalEndEvent)]
     assert len(starts) == len(ends) == 1
-    engine_turn = model.session(LlamaIndexRetriever(index.as_retriever()), max_new_tokens=4).ask(QUESTION)
+    engine_turn = model.session(EngineRetriever(index.as_retriever()), max_new_tokens=4).ask(QUESTION)
     np.testing.assert_allclose(
         starts[0].str_or_query_bundle.embedding, engine_turn.retrievals[0].query.vector, atol=1e-6
     )
@@ -62,7 +62,7 @@ def test_each_retrieval_is_a_span(index):
     finally:
         root.span_handlers.remove(handler)
     names = [span.id_.split("-")[0] for span in handler.completed_spans]
-    assert "LlamaIndexRetriever.retrieve" in names
+    assert "EngineRetriever.retrieve" in names
     assert "OneGenQueryEngine.query" in names
 
 

@@ -1,4 +1,4 @@
-"""LlamaIndexRetriever and `from_index`: a top-k below 1, or a Chroma collection that does not
+"""EngineRetriever and `from_index`: a top-k below 1, or a Chroma collection that does not
 measure cosine distance, is refused when the engine is built."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from onegen_integrations.errors import InvalidQueryError, StoreError
-from onegen_integrations.llama_index import OneGenChatEngine, OneGenEmbedding, OneGenQueryEngine
-from onegen_integrations.llama_index.retriever import LlamaIndexRetriever
+from onegen_integrations.llama_index import EngineRetriever, OneGenChatEngine, OneGenEmbedding, OneGenQueryEngine
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import RetrievalQuery
 from tests.llama_index.conftest import TEXTS
@@ -22,7 +21,7 @@ def stored_texts(index: VectorStoreIndex) -> list[str]:
 @pytest.mark.parametrize("top_k", [0, -2], ids=["zero", "negative"])
 def test_a_retriever_with_top_k_below_one_is_refused_before_any_search(index: VectorStoreIndex, top_k: int) -> None:
     with pytest.raises(InvalidQueryError, match=f"similarity_top_k must be at least 1, got {top_k}"):
-        LlamaIndexRetriever(index.as_retriever(similarity_top_k=top_k))
+        EngineRetriever(index.as_retriever(similarity_top_k=top_k))
     assert stored_texts(index) == sorted(TEXTS)
 
 
@@ -38,7 +37,7 @@ def test_an_engine_with_top_k_below_one_is_refused_when_built(
 
 
 def test_a_valid_top_k_returns_that_many_hits(index: VectorStoreIndex, model: OneGenModel) -> None:
-    adapter = LlamaIndexRetriever(index.as_retriever(similarity_top_k=2))
+    adapter = EngineRetriever(index.as_retriever(similarity_top_k=2))
 
     hits = adapter.retrieve(RetrievalQuery(vector=model.embed_query("Who founded it?"), text="Who founded it?", k=1))
 
@@ -57,4 +56,4 @@ def test_a_chroma_collection_measuring_l2_distance_is_refused(model: OneGenModel
     with pytest.raises(StoreError, match="cosine"):
         OneGenChatEngine(model, index.as_retriever())
     with pytest.raises(StoreError, match="cosine"):
-        LlamaIndexRetriever(index.as_retriever())
+        EngineRetriever(index.as_retriever())

@@ -20,9 +20,10 @@ from langchain_core.runnables.utils import AddableDict
 from pydantic import ConfigDict, model_validator
 from typing_extensions import NotRequired, TypedDict
 
+from onegen_integrations.dialogue import Dialogue
 from onegen_integrations.errors import EmbeddingModelMismatchError, EmptyTextError
 from onegen_integrations.langchain.chat_models.onegen import ChatOneGen
-from onegen_integrations.langchain.messages import Dialogue, to_dialogue
+from onegen_integrations.langchain.messages import to_dialogue
 from onegen_integrations.langchain.retrievers.engine import EngineRetriever
 from onegen_integrations.langchain.retrievers.onegen import OneGenRetriever
 from onegen_integrations.session import OneGenSession

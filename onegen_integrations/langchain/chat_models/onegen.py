@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -10,17 +11,22 @@ from langchain_core.language_models.chat_models import BaseChatModel, LangSmithP
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from onegen_integrations.dialogue import Dialogue
+from onegen_integrations.errors import InvalidOptionError
 from onegen_integrations.events import DoneEvent, FinishReason, TokenEvent
-from onegen_integrations.langchain.messages import Dialogue, to_dialogue
+from onegen_integrations.langchain.messages import to_dialogue
 from onegen_integrations.langchain.shared_model import UsesOneGenModel
+from onegen_integrations.options import DEFAULTS, GenerationOptions
 from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_to_json
 from onegen_integrations.retrieval import Retriever
 from onegen_integrations.session import OneGenSession
 
 _FINISH_REASONS: dict[FinishReason, str] = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"}
-_CALL_OPTIONS = {"max_tokens": "max_new_tokens", "temperature": "temperature", "top_p": "top_p"}
+_CALL_OPTIONS = {"max_tokens": "max_new_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k"}
+"""Per-call options (also fields of the model), as the engine's `GenerationOptions` calls them."""
+_FIELD_NAMES = {option: name for name, option in _CALL_OPTIONS.items()}
 
 
 class ChatOneGen(UsesOneGenModel, BaseChatModel):
@@ -47,11 +53,14 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
     Key init args:
         onegen_model: an already loaded `OneGenModel`.
         model: `"default"` or a model directory, when `onegen_model` is not given.
-        max_tokens: most new tokens per answer.
-        temperature: 0 for greedy decoding.
+        max_tokens: most new tokens per answer (the engine's `max_new_tokens`).
+        temperature: 0 for greedy decoding; `top_p`, `top_k` and `seed` shape sampling.
         stop: strings that end the answer.
         session (per call): an engine `OneGenSession` that already holds the earlier turns,
             to answer the last message over instead of a new session; the chains pass theirs.
+
+    Defaults and allowed values are the engine's `GenerationOptions`': a value it refuses
+    raises at construction, or when the call starts if it was passed per call.
 
     Example:
         ```python
@@ -64,16 +73,35 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
         ```
     """
 
-    max_tokens: int = Field(default=256, ge=1)
+    # Defaults and allowed values are the engine's `GenerationOptions`' (checked below).
+    max_tokens: int = Field(default=DEFAULTS.max_new_tokens)
     """Most new tokens per answer (a call may pass `max_tokens=`)."""
-    temperature: float = Field(default=0.0, ge=0.0)
+    temperature: float = Field(default=DEFAULTS.temperature)
     """Sampling temperature; 0 is greedy decoding (a call may pass `temperature=`)."""
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_p: float = Field(default=DEFAULTS.top_p)
     """Nucleus sampling mass when sampling (a call may pass `top_p=`)."""
+    top_k: int = Field(default=DEFAULTS.top_k)
+    """Sample only from the k most likely tokens, 0 for all (a call may pass `top_k=`)."""
     stop: list[str] | None = None
     """Strings that end the answer, added to those a call passes."""
+    seed: int | None = None
+    """Seeds sampling, so a sampled answer can be repeated."""
     system_prompt: str | None = None
     """System message for conversations without one (None: the model's own from `onegen.json`)."""
+
+    @model_validator(mode="after")
+    def _check_generation_options(self) -> ChatOneGen:
+        """Refuse values `GenerationOptions` refuses, with its message under this model's field names."""
+        with _under_field_names():
+            GenerationOptions(**self._generation_options())
+        return self
+
+    def _generation_options(self) -> dict[str, Any]:
+        """The fields as `GenerationOptions` values."""
+        return {
+            **{option: getattr(self, name) for name, option in _CALL_OPTIONS.items()},
+            "stop": tuple(self.stop or ()),
+        }
 
     @property
     def _llm_type(self) -> str:
@@ -112,20 +140,13 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
         the session never retrieves; with one, the engine's default applies (`auto` for a
         trained model, `always` for an untrained one).
         """
-        settings: dict[str, Any] = {
-            "max_new_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "stop": tuple(self.stop or ()),
-        }
+        settings: dict[str, Any] = {**self._generation_options(), "seed": self.seed}
         if retriever is None:
             settings["retrieval"] = "never"
         settings.update(options)
-        system = dialogue.system if dialogue and dialogue.system else self.system_prompt
-        session = self.load_model().session(retriever, system_prompt=system, **settings)
-        if dialogue is not None:
-            session.load_history(dialogue.history)
-        return session
+        if dialogue is None:
+            return self.load_model().session(retriever, system_prompt=self.system_prompt, **settings)
+        return dialogue.open(self.load_model(), retriever, system_prompt=self.system_prompt, **settings)
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         # A session passed by a chain is an object, not a parameter: keep it out of traces.
@@ -161,7 +182,9 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
         dialogue = to_dialogue(messages)
         if session is None:
             session = self.start_session(dialogue)
-        for event in session.send(dialogue.question, **options):
+        with _under_field_names():
+            events = session.send(dialogue.message, **options)
+        for event in events:
             if isinstance(event, TokenEvent):
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
                 if run_manager:
@@ -193,3 +216,12 @@ class ChatOneGen(UsesOneGenModel, BaseChatModel):
             chunk_position="last",
         )
         return ChatGenerationChunk(message=message, generation_info=metadata)
+
+
+@contextmanager
+def _under_field_names() -> Iterator[None]:
+    """Report an invalid option by the name ChatOneGen takes it by (`max_tokens`, not `max_new_tokens`)."""
+    try:
+        yield
+    except InvalidOptionError as error:
+        raise error.renamed(_FIELD_NAMES.get(error.option, error.option)) from None
