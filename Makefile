@@ -38,14 +38,15 @@ clean:
 
 # A candidate default model: data, then LoRA training into runs/default/model. With GPU=1 the
 # recipe's full size (bf16, batch 16, 600 steps: about 7.5 min on an H200). By default sized for
-# this 2-core CPU: 150 steps of 8 with gradient checkpointing (a batch of 8 without it exceeds
-# 24 GB), 1 hard negative, 224-token documents and length-sorted chunks (no compute on padding):
-# 48 s a step here, about 2 hours (README, "Training the default", for its quality). Rerun to resume.
+# a 2-core x86 CPU with 24 GB: 150 steps of 8 with gradient checkpointing (a batch of 8 without it
+# exceeds 24 GB), 1 hard negative, 224-token documents and length-sorted chunks (no compute on
+# padding): 48 s a step, about 2 hours (training/README.md, "The default model's recipe", for its
+# quality). Rerun to resume.
 # ROUNDS=2 then re-mines every retrieval's hard negatives with that model (its own confusions,
 # mostly other paragraphs of the right article) and trains again from the base on them into
 # runs/default-r2/model, 460 steps with GPU=1: `make default-model GPU=1 ROUNDS=2` is the shipped
 # recipe. Mining embeds all 4.3k documents and runs all 10.6k records: a minute on a GPU, hours
-# here. Ship a model only if `onegen eval` says so:
+# on a 2-core CPU. Ship a model only if `onegen eval` says so:
 #   python training/configs/ship_default.py runs/default-r2/model onegen_integrations/default
 # The SQuAD v1.1 files (CC BY-SA 4.0, https://rajpurkar.github.io/SQuAD-explorer/) live outside
 # the repository: `make eval SQUAD_DIR=path/to/squad` (training/README.md, "Data", names the files).
@@ -62,12 +63,12 @@ default-model: $(STAMP)
 	$(need-squad)
 	$(PY) training/configs/default_data.py $(SQUAD_DIR)
 	$(PY) training/configs/general_data.py
-	nice -n 19 $(PY) -m training --config $(DEFAULT_CONFIG) $(SIZE)
+	nice -n 19 $(PY) -m onegen_training --config $(DEFAULT_CONFIG) $(SIZE)
 ifeq ($(ROUNDS),2)
-	nice -n 19 $(PY) -m training mine --model runs/default/model --docs data/default/docs.jsonl \
+	nice -n 19 $(PY) -m onegen_training mine --model runs/default/model --docs data/default/docs.jsonl \
 		--records data/default/train.jsonl --out $(MINED) --negatives 3 --max-doc-tokens 384 \
 		$(if $(GPU),--batch-size 64,--chunk-tokens 2048)
-	nice -n 19 $(PY) -m training --config $(DEFAULT_CONFIG) $(SIZE) \
+	nice -n 19 $(PY) -m onegen_training --config $(DEFAULT_CONFIG) $(SIZE) \
 		--set train=$(MINED) --set output_dir=runs/default-r2 $(if $(GPU),--set max_steps=460)
 endif
 
@@ -75,8 +76,8 @@ endif
 # which the default model's recipe never trains on.
 eval-data: $(STAMP)
 	$(need-squad)
-	$(PY) -m training convert squad $(SQUAD_DEV) data/eval/squad --eval-fraction 0 --negatives 0
-	$(PY) -m training convert dialogue $(SQUAD_DEV) data/eval/dialogue --eval-fraction 0 --negatives 0 --turns 3
+	$(PY) -m onegen_training convert squad $(SQUAD_DEV) data/eval/squad --eval-fraction 0 --negatives 0
+	$(PY) -m onegen_training convert dialogue $(SQUAD_DEV) data/eval/dialogue --eval-fraction 0 --negatives 0 --turns 3
 
 eval: eval-data
 	$(VENV)/bin/onegen eval --model default --data data/eval --squad $(SQUAD_DEV) --out runs/eval/results.json

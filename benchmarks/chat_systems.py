@@ -35,10 +35,10 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from llama_index.core import Document as LlamaDocument
 from llama_index.core import VectorStoreIndex
 from llama_index.core.chat_engine import CondensePlusContextChatEngine
+from onegen_evaluation.minilm import MiniLMEncoder
 
 from benchmarks.minilm_adapters import MiniLMEmbedding, MiniLMEmbeddings
 from benchmarks.workload import no_eos
-from onegen_integrations.evaluation.minilm import MiniLMEncoder
 from onegen_integrations.langchain import ChatOneGen
 from onegen_integrations.llama_index import OneGenChatEngine, OneGenEmbedding, OneGenLLM
 from onegen_integrations.model import OneGenModel

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from onegen_evaluation.minilm import MiniLMEncoder
 
 from benchmarks.timing import interleaved_medians, ratio
 from benchmarks.workload import QUESTION, FixedRetriever, no_eos
-from onegen_integrations.evaluation.minilm import MiniLMEncoder
 from onegen_integrations.model import OneGenModel
 
 SYSTEMS = ("one_pass", "pipeline_minilm", "grit_second_pass")

@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 import torch
+from onegen_evaluation.minilm import MiniLMEncoder
 
 from benchmarks.timing import interleaved_medians, peak_rss_mib, ratio, timed
-from benchmarks.workload import cut_to_tokens, demo_documents
-from onegen_integrations.evaluation.minilm import MiniLMEncoder
+from benchmarks.workload import cut_to_tokens
+from onegen_integrations.ingest import demo_documents
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.store import ChromaDocumentStore
 
@@ -38,7 +39,7 @@ def matmul_parameters(model: OneGenModel) -> int:
 
 def paragraphs(model: OneGenModel, doc_tokens: int, count: int) -> list[str]:
     """`count` demo-corpus texts (repeated, numbered) cut to lengths spread over 0.5-1.5 × `doc_tokens`."""
-    source = " ".join(doc["text"] for doc in demo_documents())
+    source = " ".join(doc.text for doc in demo_documents())
     lengths = [max(4, round(doc_tokens * (0.5 + (i * 7 % count) / max(1, count - 1)))) for i in range(count)]
     return [f"({i}) {cut_to_tokens(model, source[i * 37 % 400 :], n)}" for i, n in enumerate(lengths)]
 

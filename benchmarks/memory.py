@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from importlib.resources import as_file, files
 from pathlib import Path
 
 
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from onegen_integrations.ingest import index_paths
+    from onegen_integrations.ingest import demo_conversation, index_demo
     from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
     from onegen_integrations.store import ChromaDocumentStore
 
@@ -51,14 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore", UntrainedRetrievalWarning)
         model = OneGenModel.load(args.model, backend=args.backend, threads=args.threads)
     loaded = peak_mib()
-    demo = files("onegen_integrations").joinpath("demo")
-    with tempfile.TemporaryDirectory() as db, as_file(demo.joinpath("corpus.jsonl")) as corpus:
+    with tempfile.TemporaryDirectory() as db:
         store = ChromaDocumentStore(model, path=db, collection="memory")
-        index_paths(store, [corpus], show_progress=False)
+        index_demo(store)
         session = model.session(store)
-        for line in demo.joinpath("conversation.txt").read_text().splitlines():
-            if line.strip():
-                session.ask(line)
+        for message in demo_conversation():
+            session.ask(message)
     print(json.dumps({"backend": args.backend, "after_load_mib": loaded, "peak_rss_mib": peak_mib()}))
     return 0
 

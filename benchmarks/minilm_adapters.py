@@ -8,8 +8,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import PrivateAttr
-
-from onegen_integrations.evaluation.minilm import MiniLMEncoder
+from onegen_evaluation.minilm import MiniLMEncoder
 
 
 class MiniLMEmbedding(BaseEmbedding):

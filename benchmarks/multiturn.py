@@ -5,10 +5,12 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from onegen_evaluation.minilm import MiniLMEncoder
+
 from benchmarks.chat_systems import ChatFactory, langchain_chat, llama_index_chat, onegen_chat
 from benchmarks.timing import ratio, timed
-from benchmarks.workload import conversation, cut_to_tokens, demo_documents
-from onegen_integrations.evaluation.minilm import MiniLMEncoder
+from benchmarks.workload import conversation, cut_to_tokens
+from onegen_integrations.ingest import demo_documents
 from onegen_integrations.model import OneGenModel
 
 
@@ -28,7 +30,7 @@ def measure_multiturn(
     model: OneGenModel, encoder: MiniLMEncoder, *, turns: int, new_tokens: int, doc_tokens: int, repeats: int
 ) -> dict[str, Any]:
     """Per-turn seconds of each chat system over one `turns`-message conversation on the demo corpus."""
-    texts = [cut_to_tokens(model, doc["text"], doc_tokens) for doc in demo_documents()]
+    texts = [cut_to_tokens(model, doc.text, doc_tokens) for doc in demo_documents()]
     messages = conversation(turns)
     systems = {
         "onegen": onegen_chat(model, texts, new_tokens),

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from onegen_evaluation.minilm import MiniLMEncoder
+
 from benchmarks.timing import interleaved_medians, ratio
 from benchmarks.workload import FixedRetriever, corpus_texts, no_eos, query_of_length
-from onegen_integrations.evaluation.minilm import MiniLMEncoder
 from onegen_integrations.model import OneGenModel
 
 VARIANTS = ("lower_bound", "one_pass", "pipeline_minilm", "grit_second_pass")

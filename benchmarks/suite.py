@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from onegen_evaluation.minilm import MiniLMEncoder
 
 from benchmarks.decode import measure_decode
 from benchmarks.frequency import measure_frequency
@@ -22,7 +23,6 @@ from benchmarks.multiturn import measure_multiturn
 from benchmarks.overhead import measure_overhead
 from benchmarks.plots import write_plots
 from benchmarks.timing import peak_rss_mib, ratio
-from onegen_integrations.evaluation.minilm import MiniLMEncoder
 from onegen_integrations.model import OneGenModel
 
 

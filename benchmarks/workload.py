@@ -8,24 +8,17 @@ left out everywhere except in the multi-turn chat, where each framework uses its
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from importlib import resources
 
 import torch
 
+from onegen_integrations.ingest import demo_documents
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 from onegen_integrations.session import LogitsProcessor
 
 QUESTION = "Who founded the Varenne Institute, and when?"
 FOLLOW_UPS = ("Where was she born?", "What river runs through that town?", "When did it open?")
-
-
-def demo_documents() -> list[dict[str, str]]:
-    """The demo corpus: `{"id", "title", "text"}` per document."""
-    text = resources.files("onegen_integrations").joinpath("demo/corpus.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def cut_to_tokens(model: OneGenModel, text: str, tokens: int) -> str:
@@ -35,13 +28,13 @@ def cut_to_tokens(model: OneGenModel, text: str, tokens: int) -> str:
 
 def corpus_texts(model: OneGenModel, tokens: int, count: int) -> list[str]:
     """Demo-corpus documents cut to about `tokens` tokens, repeated (numbered) up to `count`."""
-    texts = [cut_to_tokens(model, doc["text"], tokens) for doc in demo_documents()]
+    texts = [cut_to_tokens(model, doc.text, tokens) for doc in demo_documents()]
     return [f"{texts[i % len(texts)]} ({i})" for i in range(count)]
 
 
 def query_of_length(model: OneGenModel, tokens: int) -> str:
     """A user message of about `tokens` tokens: demo-corpus notes, then `QUESTION`."""
-    notes = " ".join(doc["text"] for doc in demo_documents())
+    notes = " ".join(doc.text for doc in demo_documents())
     room = max(0, tokens - model.count_tokens(f"Notes: \nQuestion: {QUESTION}"))
     return f"Notes: {cut_to_tokens(model, notes, room)}\nQuestion: {QUESTION}" if room else QUESTION
 
@@ -50,7 +43,7 @@ def conversation(turns: int) -> list[str]:
     """`turns` user messages: questions about demo-corpus titles, each with a pronoun follow-up."""
     messages: list[str] = []
     for i, doc in enumerate(demo_documents()):
-        messages += [f"What is {doc['title']}?", FOLLOW_UPS[i % len(FOLLOW_UPS)]]
+        messages += [f"What is {doc.metadata['title']}?", FOLLOW_UPS[i % len(FOLLOW_UPS)]]
     return messages[:turns]
 
 

@@ -1,6 +1,6 @@
 """Held-out evaluation cases read from the training converters' JSONL output.
 
-`make eval-data` (or `python -m training convert squad|dialogue DEV OUT --eval-fraction 0
+`make eval-data` (or `python -m onegen_training convert squad|dialogue DEV OUT --eval-fraction 0
 --negatives 0`) writes `data/eval/squad/` and `data/eval/dialogue/` from the SQuAD dev articles,
 which share no article with the training file. This module only reads those files (plain JSON:
 the runtime never imports `training`). Every record's messages alternate user / assistant; an
@@ -107,7 +107,7 @@ def load_eval_set(
     for part in ("squad", "dialogue"):
         if not (root / part / "docs.jsonl").is_file():
             raise InputFileError(
-                f"{root / part} holds no converted data: run `make eval-data` (python -m training "
+                f"{root / part} holds no converted data: run `make eval-data` (python -m onegen_training "
                 f"convert {part} <SQuAD dev file> {root / part} --eval-fraction 0 --negatives 0)"
             )
     answers = _all_answers(Path(squad_source)) if squad_source else {}

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from onegen_evaluation.datasets import EvalSet, Turn, article_of
+from onegen_evaluation.metrics import exact_match, f1_score, recall_at_k, sign_test
 
-from onegen_integrations.evaluation.datasets import EvalSet, Turn, article_of
-from onegen_integrations.evaluation.metrics import exact_match, f1_score, recall_at_k, sign_test
 from onegen_integrations.events import DoneEvent
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_to_json
@@ -343,7 +343,7 @@ def evaluate(
                             description=f"{model.name}, gold paragraph as context", prompted=True)
         else:
             if not minilm:
-                from onegen_integrations.evaluation.minilm import MiniLMEncoder
+                from onegen_evaluation.minilm import MiniLMEncoder
 
                 encoder = MiniLMEncoder()
                 minilm.extend([encoder, encoder.encode(texts)])

@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import uuid
-from pathlib import Path
 
+from onegen_integrations.ingest import demo_documents
 from onegen_integrations.langchain import ChatOneGen, OneGenEmbeddings, OneGenRAGChain, OneGenRetriever
-
-CORPUS = Path(__file__).resolve().parents[1] / "onegen_integrations" / "demo" / "corpus.jsonl"
 
 
 def build_chain(max_tokens: int) -> OneGenRAGChain:
     """The chat model, embeddings and retriever on one default model, over the demo corpus."""
     llm = ChatOneGen(model="default", max_tokens=max_tokens)
     embeddings = OneGenEmbeddings(onegen_model=llm.load_model())
-    records = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+    documents = demo_documents()
     retriever = OneGenRetriever.from_texts(
-        [record["text"] for record in records],
+        [doc.text for doc in documents],
         embeddings,
-        ids=[record["id"] for record in records],
-        metadatas=[{"title": record["title"]} for record in records],
+        ids=[doc.id for doc in documents],
+        metadatas=[{"title": doc.metadata["title"]} for doc in documents],
         k=1,
         collection_name=f"demo-{uuid.uuid4().hex[:8]}",
     )

@@ -23,7 +23,7 @@ from onegen_integrations.llama_index import OneGenChatEngine, OneGenEmbedding
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llama_index_rag import demo_documents
+from llama_index_rag import demo_corpus
 
 
 def messages(script: str | None) -> Iterator[str]:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> Non
             model = OneGenModel.load(args.model)
     embed_model = OneGenEmbedding(model)
     index = VectorStoreIndex.from_documents(
-        demo_documents(),
+        demo_corpus(),
         storage_context=StorageContext.from_defaults(vector_store=embed_model.chroma_vector_store(collection="llama-index-chat")),
         embed_model=embed_model,
     )

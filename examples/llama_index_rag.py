@@ -11,21 +11,18 @@ emits `[RQ]`, with that token's hidden state as the query vector, in one generat
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
-from importlib import resources
 
 from llama_index.core import Document, Settings, SimpleDirectoryReader, StorageContext, VectorStoreIndex
 
+from onegen_integrations.ingest import demo_documents
 from onegen_integrations.llama_index import OneGenEmbedding, OneGenLLM, OneGenQueryEngine
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 
 
-def demo_documents() -> list[Document]:
+def demo_corpus() -> list[Document]:
     """The bundled demo corpus (fictional people and places), one Document per entry."""
-    lines = resources.files("onegen_integrations").joinpath("demo/corpus.jsonl").read_text().splitlines()
-    entries = [json.loads(line) for line in lines if line.strip()]
-    return [Document(text=e["text"], id_=e["id"], metadata={"title": e["title"]}) for e in entries]
+    return [Document(text=d.text, id_=d.id, metadata={"title": d.metadata["title"]}) for d in demo_documents()]
 
 
 def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> None:
@@ -44,7 +41,7 @@ def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> Non
     Settings.llm = OneGenLLM(model, max_new_tokens=args.max_new_tokens)
     Settings.embed_model = embed_model = OneGenEmbedding(model)
 
-    documents = SimpleDirectoryReader(args.docs).load_data() if args.docs else demo_documents()
+    documents = SimpleDirectoryReader(args.docs).load_data() if args.docs else demo_corpus()
     vector_store = embed_model.chroma_vector_store(collection="llama-index-rag")
     index = VectorStoreIndex.from_documents(
         documents, storage_context=StorageContext.from_defaults(vector_store=vector_store)

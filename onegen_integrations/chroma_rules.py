@@ -18,7 +18,6 @@ from chromadb.api.types import SparseVector, validate_metadata
 
 from onegen_integrations.errors import InvalidDocumentError, NotAChromaDatabaseError
 
-SQLITE_FILE = "chroma.sqlite3"
 CHROMA_MIGRATION_COLUMNS = frozenset({"dir", "version", "filename", "sql", "hash"})
 """The columns of the `migrations` table every Chroma database has (other apps' tables of that name differ)."""
 _INT64 = (-(2**63), 2**63 - 1)

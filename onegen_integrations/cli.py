@@ -11,32 +11,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import ExitStack
-from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers.utils import logging as transformers_logging
-
-from onegen_integrations.backends.selection import BackendName
-from onegen_integrations.errors import EmptyStoreError, OneGenError
-from onegen_integrations.evaluation.datasets import EVAL_ARTICLES, EVAL_DIALOGUES, EVAL_SINGLE
-from onegen_integrations.evaluation.runner import EVAL_SYSTEMS
+from onegen_integrations.backends.selection import BACKENDS, GGUF_TYPES, BackendName
+from onegen_integrations.errors import EmptyStoreError, InvalidOptionError, OneGenError
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
-from onegen_integrations.gguf_export import GGUF_TYPES
-from onegen_integrations.ingest import chunk_sources, index_chunks, index_paths, read_sources, read_text_file
-from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
-from onegen_integrations.session import OneGenSession
-from onegen_integrations.store import (
-    DEFAULT_COLLECTION,
-    DEFAULT_PATH,
-    SQLITE_FILE,
-    ChromaDocumentStore,
-)
+from onegen_integrations.locations import DEFAULT_COLLECTION, DEFAULT_PATH, SQLITE_FILE
+from onegen_integrations.options import RETRIEVAL_MODES, GenerationOptions, default, help_text, option_names
+
+if TYPE_CHECKING:
+    from onegen_integrations.model import OneGenModel
+    from onegen_integrations.session import OneGenSession
+    from onegen_integrations.store import ChromaDocumentStore
 
 DEMO_DB = ".onegen/demo-db"
 DEMO_COLLECTION = "demo"
@@ -50,11 +40,17 @@ def main(argv: Sequence[str] | None = None, *, model: OneGenModel | None = None)
     `model` replaces loading `--model` (to drive the CLI in-process with a model already
     loaded, as tests and notebooks do).
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    _check_numbers(parser, args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in HANDOVERS:
+        # Read by the tool's own parser: argparse's REMAINDER would not take a leading option.
+        run, args = HANDOVERS[argv[0]], argparse.Namespace(arguments=argv[1:])
+    else:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        _check_numbers(parser, args)
+        run = args.run
     try:
-        return args.run(args, model)
+        return run(args, model)
     except OneGenError as error:
         print(f"onegen: error: {error}", file=sys.stderr)
         return 2
@@ -101,25 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     evaluate = commands.add_parser(
-        "eval", help="Recall@1/@5 and answer EM/F1 on held-out SQuAD: OneGen vs a MiniLM pipeline vs the base"
+        "eval",
+        help="Recall@1/@5 and answer EM/F1 on held-out SQuAD: OneGen vs a MiniLM pipeline vs the base "
+        "(onegen eval --help)",
+        add_help=False,
     )
-    evaluate.add_argument("--model", default="default", help="the trained OneGen model (default: 'default')")
-    _add_backend_option(evaluate)
-    evaluate.add_argument("--base", default="base", help="the untrained generator ('base': the default's base weights)")
-    evaluate.add_argument("--data", type=Path, default=Path("data/eval"), help="converted dev data (make eval-data)")
-    evaluate.add_argument("--squad", type=Path, help="the SQuAD dev JSON, for every accepted answer")
-    evaluate.add_argument("--articles", type=int, default=EVAL_ARTICLES,
-                          help=f"held-out articles whose paragraphs are the corpus (default {EVAL_ARTICLES}; the "
-                               "default model trained on the dev articles after these)")
-    evaluate.add_argument("--distractors", action="store_true",
-                          help="add every other paragraph of --data's SQuAD docs to the corpus (the 24 dev articles: "
-                               "the default model trained on the 18 not evaluated)")
-    evaluate.add_argument("--limit", type=int, default=EVAL_SINGLE, help=f"single-hop questions (default {EVAL_SINGLE})")
-    evaluate.add_argument("--dialogues", type=int, default=EVAL_DIALOGUES, help=f"multi-turn dialogues (default {EVAL_DIALOGUES})")
-    evaluate.add_argument("--max-new-tokens", type=int, default=16, help="answer tokens per turn (default 16)")
-    evaluate.add_argument("--max-passage-tokens", type=int, default=192, help="inserted passages are cut (default 192)")
-    evaluate.add_argument("--systems", default=",".join(EVAL_SYSTEMS), help=f"comma-separated, of {', '.join(EVAL_SYSTEMS)}")
-    evaluate.add_argument("--out", type=Path, help="JSON file the results are merged into; the table shows all of them")
+    evaluate.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to the evaluation harness")
     evaluate.set_defaults(run=_eval)
 
     export = commands.add_parser("export-gguf", help="write a OneGen model as one GGUF file for the llama.cpp backend")
@@ -135,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         help="train a OneGen model: onegen train --config CONFIG.yaml (also convert, validate, bench)",
         add_help=False,
     )
-    train.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to python -m training")
+    train.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to python -m onegen_training")
     train.set_defaults(run=_train)
     return parser
 
@@ -144,7 +127,11 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """Refuse impossible option values the way argparse refuses unknown ones (usage, exit 2)."""
     if getattr(args, "port", None) is not None and args.host is None:
         parser.error("--port needs --host (the Chroma server's address)")
-    for name in ("k", "max_new_tokens", "chunk_tokens", "batch_size"):
+    try:  # the generation options of ask, chat and demo
+        GenerationOptions(**_generation_options(args))
+    except InvalidOptionError as error:
+        parser.error(str(error.renamed(f"--{error.option.replace('_', '-')}")))
+    for name in ("chunk_tokens", "batch_size"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if hasattr(args, "overlap") and not 0 <= args.overlap < args.chunk_tokens:
@@ -163,7 +150,7 @@ def _add_store_options(parser: argparse.ArgumentParser, db: str, collection: str
 def _add_backend_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
-        choices=("auto", "torch", "llama.cpp"),
+        choices=BACKENDS,
         default="auto",
         help="auto: llama.cpp for the default and .gguf files when it is installed and there is no GPU, "
         "else torch (default auto)",
@@ -171,20 +158,33 @@ def _add_backend_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_generation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--k", type=int, default=1, help="passages per retrieval (default 1)")
+    """--k, --retrieval and --max-new-tokens, with the defaults and help of `GenerationOptions`."""
+    parser.add_argument("--k", type=int, default=default("k"), help=f"{help_text('k')} (default {default('k')})")
     parser.add_argument(
         "--retrieval",
-        choices=("auto", "always", "never"),
-        help="auto: the model decides; always: retrieve before answering (default: auto for "
-        "trained models, always for untrained ones)",
+        choices=RETRIEVAL_MODES,
+        help=f"{help_text('retrieval')} (default: auto for trained models, always for untrained ones)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (default 256)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=default("max_new_tokens"),
+        help=f"{help_text('max_new_tokens')} (default {default('max_new_tokens')})",
+    )
+
+
+def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `GenerationOptions` the command line gave; `--retrieval` is left out when not given,
+    so the session picks auto or always from the model."""
+    return {name: getattr(args, name) for name in option_names() if getattr(args, name, None) is not None}
 
 
 def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    from onegen_integrations.ingest import chunk_sources, index_chunks, read_sources
+
     # Files are read and checked before the model loads: a bad path or record is reported at once.
     sources = read_sources(args.paths, follow_symlinks=args.follow_symlinks)
-    model = model or _load_model(args.model, args.backend)
+    model = model or load_model(args.model, args.backend)
     chunked = chunk_sources(sources, model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
     report = index_chunks(_open_store(args, model), chunked, batch_size=args.batch_size)
     for skipped in report.skipped:
@@ -194,15 +194,17 @@ def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
 
 def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    model = model or _load_model(args.model, args.backend)
+    model = model or load_model(args.model, args.backend)
     session = _session(model, _chat_store(args, model), args)
     _stream_turn(session, args.question)
     return 0
 
 
 def _chat(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    from onegen_integrations.ingest import read_text_file
+
     script = None if args.script is None else read_text_file(args.script, SCRIPT_HINT).splitlines()
-    model = model or _load_model(args.model, args.backend)
+    model = model or load_model(args.model, args.backend)
     session = _session(model, _chat_store(args, model), args)
     if script is not None:
         _scripted_chat(session, script)
@@ -214,9 +216,9 @@ def _chat(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
 
 def _train(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    """Hand over to `training` (imported only here: the runtime never needs its packages)."""
+    """Hand over to `onegen_training` (imported only here: the runtime never needs its packages)."""
     try:
-        from training.cli import main as training_main
+        from onegen_training.cli import main as training_main
     except ImportError as error:
         raise OneGenError(
             f"training needs its extra ({error.name} is missing): pip install 'onegen-integrations[train]'"
@@ -225,80 +227,44 @@ def _train(args: argparse.Namespace, model: OneGenModel | None) -> int:
 
 
 def _eval(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    """Score the systems of `evaluation.runner` on held-out SQuAD dev articles; print a table."""
-    from dataclasses import asdict
+    """Hand over to the evaluation harness (`onegen_evaluation`, beside the runtime)."""
+    from onegen_evaluation.cli import main as evaluation_main
 
-    from onegen_integrations.default_model import default_model_dir
-    from onegen_integrations.evaluation.datasets import load_eval_set
-    from onegen_integrations.evaluation.runner import evaluate, format_paired, format_table, results_from_json
-
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = sorted(set(systems) - set(EVAL_SYSTEMS))
-    if unknown:
-        raise OneGenError(f"unknown eval systems {', '.join(unknown)}: choose from {', '.join(EVAL_SYSTEMS)}")
-    data = load_eval_set(args.data, articles=args.articles, single=args.limit, dialogues=args.dialogues,
-                         squad_source=args.squad, distractors=args.distractors)
-    print(f"eval: {len(data.single)} single-hop questions, {len(data.dialogues)} dialogues "
-          f"({sum(len(c.turns) for c in data.dialogues)} turns), corpus of {len(data.docs)} paragraphs", flush=True)
-    results: dict[str, dict] = json.loads(args.out.read_text()) if args.out and args.out.is_file() else {}
-
-    def keep(name: str, result: Any) -> None:
-        results[name] = asdict(result)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False))
-
-    evaluate(
-        data,
-        systems,
-        trained=lambda: model or _load_model(args.model, args.backend),
-        base=lambda: _load_model_plain(default_model_dir() if args.base == "base" else Path(args.base)),
-        max_new_tokens=args.max_new_tokens,
-        max_passage_tokens=args.max_passage_tokens,
-        on_result=keep,
-    )
-    table = results_from_json(results)
-    print(format_table(table))
-    paired = format_paired(table)
-    if paired:
-        print(f"\nSame turns, each system alone right:\n{paired}")
-    return 0
+    return evaluation_main(args.arguments, model=model)
 
 
-def _load_model_plain(path: Path) -> OneGenModel:
-    """A causal LM with OneGen tokens added, untrained (the base of a comparison), quietly."""
-    transformers_logging.disable_progress_bar()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedRetrievalWarning)
-        return OneGenModel.load(path, add_tokens=True)
+HANDOVERS = {"train": _train, "eval": _eval}
+"""Commands whose arguments another tool's parser reads."""
 
 
 def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    demo = files("onegen_integrations").joinpath("demo")
-    with ExitStack() as stack:
-        corpus = stack.enter_context(as_file(demo.joinpath("corpus.jsonl")))
-        script = stack.enter_context(as_file(demo.joinpath("conversation.txt")))
-        model = model or _load_model("default", args.backend)
-        # One collection per model: a demo database left by an earlier default model stays valid.
-        collection = f"{DEMO_COLLECTION}-{model.fingerprint}"
-        store = ChromaDocumentStore(model, path=args.db, collection=collection)
-        index_paths(store, [corpus], show_progress=False)
-        print(f"demo corpus: {store.count()} documents in {args.db} (collection {collection!r})")
-        with script.open(encoding="utf-8") as lines:
-            _scripted_chat(_session(model, store, args), lines)
+    from onegen_integrations.ingest import demo_conversation, index_demo
+    from onegen_integrations.store import ChromaDocumentStore
+
+    model = model or load_model("default", args.backend)
+    # One collection per model: a demo database left by an earlier default model stays valid.
+    collection = f"{DEMO_COLLECTION}-{model.fingerprint}"
+    store = ChromaDocumentStore(model, path=args.db, collection=collection)
+    index_demo(store)
+    print(f"demo corpus: {store.count()} documents in {args.db} (collection {collection!r})")
+    _scripted_chat(_session(model, store, args), demo_conversation())
     return 0
 
 
 def _export_gguf(args: argparse.Namespace, model: OneGenModel | None) -> int:
-    model = model or _load_model(args.model, "torch")
+    model = model or load_model(args.model, "torch")
     path = model.export_gguf(args.out, args.gguf_type)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB, {args.gguf_type}): "
           f"onegen chat --model {path}, or OneGenModel.load({str(path)!r})")
     return 0
 
 
-def _load_model(name: str, backend: BackendName = "auto") -> OneGenModel:
-    """Load a model, showing its untrained-retrieval warning as one line and no progress bars."""
+def load_model(name: str, backend: BackendName = "auto") -> OneGenModel:
+    """Load a model for the command line: its untrained-retrieval warning as one line, no progress bars."""
+    from transformers.utils import logging as transformers_logging
+
+    from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
+
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     try:
@@ -317,6 +283,8 @@ def _load_model(name: str, backend: BackendName = "auto") -> OneGenModel:
 
 
 def _open_store(args: argparse.Namespace, model: OneGenModel) -> ChromaDocumentStore:
+    from onegen_integrations.store import ChromaDocumentStore
+
     return ChromaDocumentStore(model, path=args.db, collection=args.collection, host=args.host, port=args.port)
 
 
@@ -344,11 +312,7 @@ def _chat_store(args: argparse.Namespace, model: OneGenModel) -> ChromaDocumentS
 
 def _session(model: OneGenModel, store: ChromaDocumentStore | None, args: argparse.Namespace) -> OneGenSession:
     """A session retrieving from `store` with the generation options in `args`."""
-    options: dict[str, Any] = {"k": args.k, "max_new_tokens": args.max_new_tokens}
-    # Left out when not given, so the session picks auto or always from the model.
-    if args.retrieval is not None:
-        options["retrieval"] = args.retrieval
-    return model.session(retriever=store, **options)
+    return model.session(retriever=store, **_generation_options(args))
 
 
 def _scripted_chat(session: OneGenSession, lines: Iterable[str]) -> None:

@@ -15,20 +15,17 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from onegen_integrations.backends.selection import GGUF_TYPES, GGUFType
 from onegen_integrations.errors import ExportError
 
 if TYPE_CHECKING:
     from onegen_integrations.model import OneGenModel
 
-GGUFType = Literal["f16", "bf16", "q8_0"]
-GGUF_TYPES: tuple[GGUFType, ...] = ("f16", "bf16", "q8_0")
-"""4-bit is left out: Q4_0 moves SmolLM2-135M's `[RQ]`/`[RD]` vectors to a cosine of 0.81-0.92
-against torch, too far for retrieval (Q8_0 keeps 0.997 or better)."""
 CONFIG_KEY = "onegen.config"
 FINGERPRINT_KEY = "onegen.fingerprint"
 EOS_KEY = "onegen.eos_token_ids"

@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ SUFFIXES = (*TEXT_SUFFIXES, JSONL_SUFFIX)
 FILE_KEY = "onegen_file"
 """Metadata key holding the absolute path of the file a chunk was read from."""
 RESERVED_PREFIX = "onegen_"
+DEMO = files("onegen_integrations").joinpath("demo")
+"""The bundled demo: `corpus.jsonl` (fictional people and places) and `conversation.txt`."""
 """Metadata keys with this prefix belong to the project; records may not set them."""
 
 
@@ -123,6 +126,24 @@ def index_paths(
     sources = read_sources(paths, follow_symlinks=follow_symlinks)
     chunked = chunk_sources(sources, store.model, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
     return index_chunks(store, chunked, batch_size=batch_size, show_progress=show_progress)
+
+
+def index_demo(store: ChromaDocumentStore, *, show_progress: bool = False) -> IndexReport:
+    """Index the bundled demo corpus into `store`, as `onegen index` would index its file."""
+    with as_file(DEMO.joinpath("corpus.jsonl")) as corpus:
+        return index_paths(store, [corpus], show_progress=show_progress)
+
+
+def demo_documents() -> list[SourceDocument]:
+    """The bundled demo corpus as `onegen index` reads it: an `id`, the `text`, and a
+    `title` in each document's metadata."""
+    with as_file(DEMO.joinpath("corpus.jsonl")) as corpus:
+        return list(read_documents(corpus))
+
+
+def demo_conversation() -> list[str]:
+    """The user messages of the demo's scripted conversation, in order."""
+    return [line for line in DEMO.joinpath("conversation.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def read_sources(paths: Sequence[str | Path], *, follow_symlinks: bool = False) -> Sources:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from onegen_integrations.adapter import merge_lora_adapter
-from onegen_integrations.backends import Backend, Forward
+from onegen_integrations.backends.base import Backend, Forward
 from onegen_integrations.backends.selection import BackendName, resolve_backend
 from onegen_integrations.backends.torch_backend import TorchBackend
 from onegen_integrations.config import CONFIG_NAME, OneGenConfig
@@ -83,7 +83,7 @@ class OneGenModel:
         if missing and (not add_tokens or not isinstance(model, PreTrainedModel)):
             raise ModelNotOneGenError(
                 f"model {name!r} has no OneGen tokens ({', '.join(missing)} missing): "
-                "train it with `python -m training` or load it with add_tokens=True "
+                "train it with `python -m onegen_training` or load it with add_tokens=True "
                 "(retrieval stays untrained until then)"
             )
         if missing:

@@ -21,7 +21,7 @@ from chromadb.config import Settings
 from chromadb.errors import ChromaError
 from tqdm.auto import tqdm
 
-from onegen_integrations.chroma_rules import SQLITE_FILE, check_chroma_sqlite, check_texts, checked_metadata, is_utf8
+from onegen_integrations.chroma_rules import check_chroma_sqlite, check_texts, checked_metadata, is_utf8
 from onegen_integrations.errors import (
     EmbeddingModelMismatchError,
     EmptyStoreError,
@@ -32,11 +32,10 @@ from onegen_integrations.errors import (
     StoreError,
     StoreWriteError,
 )
+from onegen_integrations.locations import DEFAULT_COLLECTION, DEFAULT_PATH, SQLITE_FILE
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 
-DEFAULT_PATH = ".onegen/chroma"
-DEFAULT_COLLECTION = "onegen"
 FINGERPRINT_KEY = "onegen_fingerprint"
 DIMENSION_KEY = "onegen_dimension"
 MODEL_KEY = "onegen_model"

@@ -7,14 +7,14 @@ import json
 import re
 import subprocess
 import sys
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
 
 from onegen_integrations.cli import main
-from onegen_integrations.ingest import FILE_KEY, file_content_id
+from onegen_integrations.ingest import DEMO, FILE_KEY, file_content_id
 from onegen_integrations.model import OneGenModel
+from onegen_integrations.options import RETRIEVAL_MODES, default, help_text
 from onegen_integrations.store import ChromaDocumentStore
 from tests.conftest import make_tiny_model
 
@@ -248,7 +248,7 @@ def test_chat_reads_piped_stdin_without_prompting(
 def test_demo_indexes_the_bundled_corpus_and_runs_its_conversation(
     tmp_path: Path, tiny_model: OneGenModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    demo = files("onegen_integrations").joinpath("demo")
+    demo = DEMO
     corpus_size = len([line for line in demo.joinpath("corpus.jsonl").read_text().splitlines() if line.strip()])
     messages = [line.strip() for line in demo.joinpath("conversation.txt").read_text().splitlines() if line.strip()]
 
@@ -297,7 +297,7 @@ def test_onegen_ask_end_to_end_on_the_default_model(tmp_path: Path) -> None:
 def test_train_hands_over_to_the_training_package(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     records = tmp_path / "train.jsonl"
     records.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}\n')
-    corpus = Path(__file__).parents[1] / "onegen_integrations" / "demo" / "corpus.jsonl"
+    corpus = DEMO.joinpath("corpus.jsonl")
     assert main(["train", "validate", str(corpus), str(records)]) == 0
     assert "1 valid record" in capsys.readouterr().out
 
@@ -326,3 +326,36 @@ def test_ask_runs_on_a_gguf_given_as_the_model(
     args = ["ask", "Who founded the institute?", "--db", db, "--model", str(gguf), "--retrieval", "always"]
     assert main([*args, "--max-new-tokens", "3"]) == 0
     assert RETRIEVAL_LINE.search(capsys.readouterr().err)
+
+
+def test_train_and_eval_hand_leading_options_to_their_own_parsers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as help_exit:
+        main(["train", "--help"])
+    assert help_exit.value.code == 0 and "--config CONFIG" in capsys.readouterr().out
+    assert main(["eval", "--systems", "onegen,nonsense", "--data", "nowhere"]) == 2
+    assert "unknown eval systems nonsense: choose from onegen," in capsys.readouterr().err
+
+
+def test_generation_flags_show_the_engines_defaults_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["ask", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps help to the terminal's width
+    for name in ("k", "max_new_tokens"):
+        assert f"{help_text(name)} (default {default(name)})" in shown
+    assert f"--retrieval {{{','.join(RETRIEVAL_MODES)}}} {help_text('retrieval')}" in shown
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--k", "0"], "--k must be at least 1, not 0"),
+        (["--max-new-tokens", "-3"], "--max-new-tokens must be at least 1, not -3"),
+    ],
+)
+def test_generation_options_out_of_range_are_usage_errors_named_by_flag(
+    capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["ask", "hello?", *options])
+
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from onegen_integrations.cli import main
-from onegen_integrations.evaluation.datasets import load_eval_set
-from onegen_integrations.evaluation.metrics import exact_match, f1_score, normalize_answer, recall_at_k, sign_test
-from onegen_integrations.evaluation.runner import (
+from onegen_evaluation.datasets import load_eval_set
+from onegen_evaluation.metrics import exact_match, f1_score, normalize_answer, recall_at_k, sign_test
+from onegen_evaluation.runner import (
     Scores,
     System,
     SystemResult,
@@ -22,6 +20,8 @@ from onegen_integrations.evaluation.runner import (
     right_article,
     run_system,
 )
+
+from onegen_integrations.cli import main
 
 DOCS = {
     "Ada#0": "Ada Lovelace wrote the first published program in 1843.",

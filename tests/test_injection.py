@@ -6,14 +6,14 @@ import threading
 
 import pytest
 import torch
+from onegen_training.collator import OneGenCollator
+from onegen_training.data import Message, Record, Retrieval
 
 from onegen_integrations.chat_format import ChatFormat
 from onegen_integrations.errors import SessionBusyError
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.splitter import TextSplitter
 from tests.conftest import ListRetriever, make_tiny_model
-from training.collator import OneGenCollator
-from training.data import Message, Record, Retrieval
 
 
 def every_special_token(model: OneGenModel) -> list[str]:

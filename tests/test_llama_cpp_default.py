@@ -3,22 +3,20 @@ and the demo conversation's retrievals and answers."""
 
 from __future__ import annotations
 
-import json
 import warnings
-from importlib.resources import files
 
 import numpy as np
 import pytest
 
+from onegen_integrations.ingest import demo_conversation, demo_documents
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from tests.conftest import ListRetriever
 
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.default_model
 
-DEMO = files("onegen_integrations").joinpath("demo")
-CONVERSATION = [line for line in DEMO.joinpath("conversation.txt").read_text().splitlines() if line.strip()]
-CORPUS = [json.loads(line)["text"] for line in DEMO.joinpath("corpus.jsonl").read_text().splitlines() if line.strip()]
+CONVERSATION = demo_conversation()
+CORPUS = [doc.text for doc in demo_documents()]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
-"""`python -m training`: see training/cli.py."""
+"""`python -m onegen_training`: see training/cli.py."""
 
 import sys
 
-from training.cli import main
+from onegen_training.cli import main
 
 sys.exit(main())

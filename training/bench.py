@@ -1,6 +1,6 @@
 """Training throughput on synthetic records: seconds/step, tokens/s and peak RSS.
 
-`python -m training bench --method lora --batch-size 4 --length 256 --steps 5`
+`python -m onegen_training bench --method lora --batch-size 4 --length 256 --steps 5`
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainConfig
-from training.data import write_jsonl
-from training.trainer import Trainer
+from onegen_training.config import TrainConfig
+from onegen_training.data import write_jsonl
+from onegen_training.trainer import Trainer
 
 
 def run_bench(method: str, batch_size: int, length: int, steps: int, base_model: str = "default",

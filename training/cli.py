@@ -1,4 +1,4 @@
-"""Command line: `python -m training --config CONFIG.yaml`, plus `convert`, `mine`, `validate`, `bench`."""
+"""Command line: `python -m onegen_training --config CONFIG.yaml`, plus `convert`, `mine`, `validate`, `bench`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("--"):
         argv = ["train", *argv]
-    parser = argparse.ArgumentParser(prog="python -m training", description="Train a OneGen model from a causal LM.")
+    parser = argparse.ArgumentParser(prog="python -m onegen_training", description="Train a OneGen model from a causal LM.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train with a YAML config (the default command)")
     train.add_argument("--config", required=True, type=Path)
@@ -53,8 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train" and any("=" not in item for item in args.set):
         parser.error(f"--set takes KEY=VALUE, got {next(i for i in args.set if '=' not in i)!r}")
-    from training.checkpoint import CheckpointError
-    from training.data import DataFormatError
+    from onegen_training.checkpoint import CheckpointError
+    from onegen_training.data import DataFormatError
 
     try:
         return _run(args)
@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "convert":
         return _convert(args)
     if args.command == "mine":
-        from training.remine import remine_file
+        from onegen_training.remine import remine_file
 
         count = remine_file(args.model, args.docs, args.records, args.out, args.negatives,
                             max_doc_tokens=args.max_doc_tokens, batch_size=args.batch_size, chunk_tokens=args.chunk_tokens)
@@ -84,15 +84,15 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "validate":
         return _validate(args)
-    from training.bench import run_bench
+    from onegen_training.bench import run_bench
 
     print(json.dumps(run_bench(args.method, args.batch_size, args.length, args.steps, args.base_model, args.gradient_checkpointing)))
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.config import TrainConfig
-    from training.trainer import Trainer
+    from onegen_training.config import TrainConfig
+    from onegen_training.trainer import Trainer
 
     overrides = dict(item.split("=", 1) for item in args.set)
     try:
@@ -105,21 +105,21 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from training.converters import write_dataset
+    from onegen_training.converters import write_dataset
 
     if args.format == "hotpot":
-        from training.converters.hotpot import convert_hotpot
+        from onegen_training.converters.hotpot import convert_hotpot
 
         docs, records = convert_hotpot(args.source)
     else:
-        from training.converters.squad import documents, read_squad, single_hop
+        from onegen_training.converters.squad import documents, read_squad, single_hop
 
         articles = read_squad(args.source)
         docs = documents(articles)
         if args.format == "squad":
             records = single_hop(articles, args.negatives)
         else:
-            from training.converters.dialogue import dialogues
+            from onegen_training.converters.dialogue import dialogues
 
             records = dialogues(articles, args.turns, args.negatives, args.seed, args.rounds)
     counts = write_dataset(args.out_dir, docs, records, args.eval_fraction, args.seed)
@@ -128,7 +128,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from training.data import load_documents, load_records
+    from onegen_training.data import load_documents, load_records
 
     records = load_records(args.records, load_documents(args.docs))
     print(f"{args.records}: {len(records)} valid records")

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from onegen_training.data import Record
 from transformers import PreTrainedTokenizerBase
 
 from onegen_integrations.chat_format import ChatFormat
 from onegen_integrations.config import OneGenConfig
-from training.data import Record
 
 IGNORE = -100
 

@@ -1,4 +1,4 @@
-"""Training configuration, read from YAML (`python -m training --config file.yaml`)."""
+"""Training configuration, read from YAML (`python -m onegen_training --config file.yaml`)."""
 
 from __future__ import annotations
 

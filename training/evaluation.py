@@ -15,12 +15,11 @@ from collections.abc import Callable, Sequence
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
+from onegen_training.collator import OneGenCollator, pad_rows
+from onegen_training.data import Record
+from onegen_training.losses import unit
+from onegen_training.modeling import OneGenObjective
 from tqdm.auto import tqdm
-
-from training.collator import OneGenCollator, pad_rows
-from training.data import Record
-from training.losses import unit
-from training.modeling import OneGenObjective
 
 
 @torch.no_grad()

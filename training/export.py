@@ -12,12 +12,12 @@ import os
 import warnings
 from pathlib import Path
 
+from onegen_training.modeling import TrainableModel, base_model_dir
+from onegen_training.token_rows import trained_rows
 from safetensors.torch import save_file
 
 from onegen_integrations.default_model import DEFAULT_MODEL_NAME
 from onegen_integrations.model import TOKEN_ROWS_FILE, OneGenModel
-from training.modeling import TrainableModel, base_model_dir
-from training.token_rows import trained_rows
 
 ADAPTER_DIR = "adapter"
 

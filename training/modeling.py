@@ -8,6 +8,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from onegen_training.collator import IGNORE
+from onegen_training.config import TrainConfig
+from onegen_training.token_rows import wrap_token_rows
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -15,9 +18,6 @@ from onegen_integrations.config import OneGenConfig
 from onegen_integrations.default_model import DEFAULT_MODEL_NAME, default_model_dir
 from onegen_integrations.errors import ModelNotFoundError
 from onegen_integrations.tokens import add_onegen_tokens
-from training.collator import IGNORE
-from training.config import TrainConfig
-from training.token_rows import wrap_token_rows
 
 
 def base_model_dir(base_model: str) -> Path:

@@ -1,6 +1,6 @@
 """Second-round hard negatives: re-mine a training file's retrievals with a trained model.
 
-`python -m training mine --model runs/default/model --docs data/default/docs.jsonl
+`python -m onegen_training mine --model runs/default/model --docs data/default/docs.jsonl
 --records data/default/train.jsonl --out data/default/train-mined.jsonl --negatives 3`
 
 Every `[RQ]` runs teacher-forced, exactly as training sees it, and the whole corpus is
@@ -15,13 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from accelerate import Accelerator
+from onegen_training.collator import OneGenCollator
+from onegen_training.data import Record, load_documents, load_records, write_jsonl
+from onegen_training.evaluation import retrieval_vectors
+from onegen_training.modeling import OneGenObjective
+from onegen_training.negatives import by_model
 
 from onegen_integrations.model import OneGenModel
-from training.collator import OneGenCollator
-from training.data import Record, load_documents, load_records, write_jsonl
-from training.evaluation import retrieval_vectors
-from training.modeling import OneGenObjective
-from training.negatives import by_model
 
 
 def remine(model: OneGenModel, docs: dict[str, str], records: list[Record], negatives: int, *,

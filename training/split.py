@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from training.data import Record
+from onegen_training.data import Record
 
 
 def split_records(records: list[Record], eval_fraction: float, seed: int = 0) -> tuple[list[Record], list[Record]]:

@@ -17,17 +17,16 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
+from onegen_training.checkpoint import Checkpointed, read_checkpoint, write_checkpoint, writing
+from onegen_training.collator import Example, OneGenCollator
+from onegen_training.config import TrainConfig
+from onegen_training.data import load_documents, load_records
+from onegen_training.evaluation import evaluate
+from onegen_training.export import export_model
+from onegen_training.losses import retrieval_loss
+from onegen_training.modeling import OneGenObjective, build_model
 from tqdm.auto import tqdm
 from transformers import get_scheduler
-
-from training.checkpoint import Checkpointed, read_checkpoint, write_checkpoint, writing
-from training.collator import Example, OneGenCollator
-from training.config import TrainConfig
-from training.data import load_documents, load_records
-from training.evaluation import evaluate
-from training.export import export_model
-from training.losses import retrieval_loss
-from training.modeling import OneGenObjective, build_model
 
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "log.jsonl"

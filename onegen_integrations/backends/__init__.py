@@ -4,7 +4,3 @@
 export of it through llama-cpp-python (fewer bytes per weight: several times faster on a CPU).
 The engine, the store and the adapters see only `Backend`.
 """
-
-from onegen_integrations.backends.base import Backend, Forward
-
-__all__ = ["Backend", "Forward"]

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from onegen_training.config import TrainConfig
+from onegen_training.trainer import Trainer
 from transformers import LlamaForCausalLM
 
 from tests.conftest import make_tiny_model
-from training.config import TrainConfig
-from training.trainer import Trainer
 
 KEYS = [
     "Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Delhi", "Quito", "Rome",

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import train_config
-
-from training.checkpoint import CheckpointError, writing
-from training.cli import main
-from training.config import TrainConfig
-from training.trainer import Trainer
+from onegen_training.checkpoint import CheckpointError, writing
+from onegen_training.cli import main
+from onegen_training.config import TrainConfig
+from onegen_training.trainer import Trainer
 
 SETTINGS = dict(method="lora", max_steps=4, save_every=1, keep_checkpoints=2, batch_size=2, max_eval_records=2)
 FILES = {"state.json", "model.safetensors", "optimizer.safetensors", "rng-0.json", "rng-0.safetensors"}

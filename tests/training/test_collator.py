@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from onegen_training.collator import IGNORE, OneGenCollator
+from onegen_training.data import Record
 from transformers import AutoTokenizer
 
 from onegen_integrations.chat_format import ChatFormat
 from onegen_integrations.config import OneGenConfig
 from tests.conftest import make_tiny_model
-from training.collator import IGNORE, OneGenCollator
-from training.data import Record
 
 DOCS = {"a": "Ada wrote the first program.", "b": "Bob built a bridge.", "c": "Cy sailed."}
 

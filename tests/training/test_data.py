@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from onegen_training.cli import main
+from onegen_training.converters.dialogue import Reference, dialogues
+from onegen_training.converters.hotpot import convert_hotpot
+from onegen_training.converters.squad import Article, read_squad, single_hop
+from onegen_training.data import DataFormatError, load_documents, load_records
+from onegen_training.split import split_records
 
-from training.cli import main
-from training.converters.dialogue import Reference, dialogues
-from training.converters.hotpot import convert_hotpot
-from training.converters.squad import Article, read_squad, single_hop
-from training.data import DataFormatError, load_documents, load_records
-from training.split import split_records
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared beside the checkout
-SQUAD = DATA / "squad/train-v1.1.first11articles.json.gz"
-HOTPOT = DATA / "hotpotqa/hotpot_dev_distractor_first103.json"
-needs_data = pytest.mark.skipif(not SQUAD.exists(), reason="../shared/data is not beside the checkout")
+# The public datasets these tests read are not part of the repository: point SQUAD_DIR and
+# HOTPOT_DIR at the directories holding them (training/README.md, "Data", names the files).
+SQUAD = Path(os.environ.get("SQUAD_DIR", "/nonexistent")) / "train-v1.1.first11articles.json.gz"
+HOTPOT = Path(os.environ.get("HOTPOT_DIR", "/nonexistent")) / "hotpot_dev_distractor_first103.json"
+needs_data = pytest.mark.skipif(not SQUAD.exists(), reason=f"set SQUAD_DIR to the directory holding {SQUAD.name}")
+needs_hotpot = pytest.mark.skipif(not HOTPOT.exists(), reason=f"set HOTPOT_DIR to the directory holding {HOTPOT.name}")
 
 
 def write(path: Path, rows: list) -> Path:
@@ -218,7 +220,7 @@ def test_dialogue_rounds_rechain_the_same_questions_in_new_orders() -> None:
     assert any(r.messages[0].original not in openers for r in twice if "-r1" in r.id)
 
 
-@needs_data
+@needs_hotpot
 def test_hotpot_records_have_two_hops_with_distractor_negatives() -> None:
     docs, records = convert_hotpot(HOTPOT)
     assert len(records) == 103

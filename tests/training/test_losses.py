@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from training.losses import bpr_loss, info_nce_loss, retrieval_loss, unit
+from onegen_training.losses import bpr_loss, info_nce_loss, retrieval_loss, unit
 
 
 def sigmoid(x: float) -> float:

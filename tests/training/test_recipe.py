@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 import re
 
-from onegen_integrations.evaluation.datasets import CHAT_REQUESTS
-from training.configs import general_data
+from onegen_evaluation.datasets import CHAT_REQUESTS
+from onegen_training.configs import general_data
 
 
 def test_general_requests_are_distinct_and_never_an_evaluation_request() -> None:

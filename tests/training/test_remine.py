@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import torch
+from onegen_training.cli import main
+from onegen_training.data import load_documents
+from onegen_training.negatives import by_model
 
 from tests.conftest import ListRetriever
-from training.cli import main
-from training.data import load_documents
-from training.negatives import by_model
 
 
 def test_by_model_skips_positives_and_orders_hardest_first() -> None:

@@ -12,13 +12,13 @@ import pytest
 import torch
 import yaml
 from conftest import save_tiny_base, train_config
+from onegen_training.cli import main
+from onegen_training.data import load_documents, load_records
+from onegen_training.trainer import Trainer
 
 from onegen_integrations.config import OneGenConfig
 from onegen_integrations.model import OneGenModel
 from tests.conftest import ListRetriever
-from training.cli import main
-from training.data import load_documents, load_records
-from training.trainer import Trainer
 
 
 class Interrupted(Exception):

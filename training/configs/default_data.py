@@ -2,10 +2,10 @@
 
 `python training/configs/default_data.py SQUAD_DIR` writes `data/default/{docs,train,eval}.jsonl`,
 where SQUAD_DIR holds the two SQuAD v1.1 files named in `FILES`, from:
-1. single-hop SQuAD (`python -m training convert squad`, `NEGATIVES` overlap-mined hard negatives),
-2. SQuAD-built three-turn dialogues with pronoun follow-ups (`python -m training convert dialogue`,
+1. single-hop SQuAD (`python -m onegen_training convert squad`, `NEGATIVES` overlap-mined hard negatives),
+2. SQuAD-built three-turn dialogues with pronoun follow-ups (`python -m onegen_training convert dialogue`,
    `DIALOGUE_ROUNDS` reshuffled passes over each article, so each follow-up recurs after other turns),
-3. synthetic two- and three-turn dialogues over fictional entities generated here from templates,
+3. synthetic two- and three-turn dialogues over fictional entities generated from this file's templates,
    in the style of the demo corpus: an organisation, its founder (with a spouse and a best-known
    work) and the founder's home town, asked about with pronoun and "that town" follow-ups, each
    retrieval with the same kind of document of another entity as its hard negative. Names are
@@ -31,7 +31,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from onegen_integrations.evaluation.datasets import article_of, evaluation_articles
+from onegen_evaluation.datasets import article_of, evaluation_articles
+
+from onegen_integrations.ingest import demo_documents
 
 FILES = {"train": "train-v1.1.first11articles.json.gz", "dev": "dev-v1.1.articles-even.json.gz"}
 """The SQuAD v1.1 files read from the directory given on the command line."""
@@ -66,7 +68,7 @@ def _convert(
     kind: str, squad: Path, source: str, eval_fraction: float, *extra: str
 ) -> tuple[dict[str, str], list[dict], list[dict]]:
     out = OUT / f"{source}-{kind}"
-    subprocess.run([sys.executable, "-m", "training", "convert", kind, str(squad / FILES[source]), str(out),
+    subprocess.run([sys.executable, "-m", "onegen_training", "convert", kind, str(squad / FILES[source]), str(out),
                     "--eval-fraction", str(eval_fraction), "--negatives", str(NEGATIVES), "--seed", str(SEED), *extra], check=True)
     docs = {d["id"]: _cut(d["text"]) for d in _read(out / "docs.jsonl")}
     train = [r for r in _read(out / "train.jsonl") if _answers_present(r, docs)]
@@ -193,9 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(SEED)
     OUT.mkdir(parents=True, exist_ok=True)
     squad_docs, squad_train, dialogue_train, squad_eval = _squad_data(squad)
-    demo = Path(__file__).resolve().parents[2] / "onegen_integrations" / "demo" / "corpus.jsonl"
-    banned = {w.lower() for line in demo.read_text().splitlines() if line.strip()
-              for w in re.findall(r"[A-Z][a-z]+", json.loads(line)["title"] + " " + json.loads(line)["text"])}
+    banned = {w.lower() for doc in demo_documents()
+              for w in re.findall(r"[A-Z][a-z]+", doc.metadata["title"] + " " + doc.text)}
     synthetic_docs, synthetic = _synthetic(rng, COUNTS["synthetic"], banned)
     rng.shuffle(squad_train)
     rng.shuffle(dialogue_train)

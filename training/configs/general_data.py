@@ -2,11 +2,11 @@
 
 `python training/configs/general_data.py` (after `default_data.py`) asks the untrained base
 (SmolLM2-135M-Instruct) `COUNT` everyday requests that need no document (greetings, short writing,
-rewording, advice, everyday facts and arithmetic), built here from templates, and adds each request
+rewording, advice, everyday facts and arithmetic), built from this file's templates, and adds each request
 with the base's greedy answer, without `[RQ]`, to `data/default/train.jsonl`. Training on them
 teaches the model when *not* to retrieve and keeps its ordinary replies as they were (answers the
 base did not finish within `MAX_NEW_TOKENS` are dropped). Rerunning replaces the earlier ones.
-Batched on a GPU this takes seconds; on the 2-core CPU here 6 minutes (304 of the 400 finished).
+Batched on a GPU this takes seconds; on a 2-core x86 CPU 6 minutes (304 of the 400 finished).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import random
 from pathlib import Path
 
 import torch
+from onegen_evaluation.datasets import CHAT_REQUESTS
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from onegen_integrations.default_model import default_model_dir
-from onegen_integrations.evaluation.datasets import CHAT_REQUESTS
 
 TRAIN = Path("data/default/train.jsonl")
 PREFIX = "general-"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data import Record, write_jsonl
-from training.split import split_records
+from onegen_training.data import Record, write_jsonl
+from onegen_training.split import split_records
 
 
 def write_dataset(

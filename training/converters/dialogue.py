@@ -31,8 +31,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from training.converters.squad import Article, answer_message
-from training.data import Message, Record
+from onegen_training.converters.squad import Article, answer_message
+from onegen_training.data import Message, Record
 
 _DETERMINERS = frozenset(["a", "an", "which", "what", "each", "every", "this", "that", "current"])
 _AUXILIARIES = frozenset(["did", "does", "do", "was", "were", "is", "are", "has", "have", "had", "can", "could", "would", "will", "should"])

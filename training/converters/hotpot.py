@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.data import Message, Record, Retrieval
+from onegen_training.data import Message, Record, Retrieval
 
 
 def convert_hotpot(path: str | Path) -> tuple[list[dict[str, str]], list[Record]]:

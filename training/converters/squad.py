@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from training.data import Message, Record, Retrieval
-from training.negatives import by_overlap, content_words
+from onegen_training.data import Message, Record, Retrieval
+from onegen_training.negatives import by_overlap, content_words
 
 
 @dataclass
