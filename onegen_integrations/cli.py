@@ -1,6 +1,7 @@
 """The `onegen` command: index documents into Chroma, then ask or chat with retrieval in one pass.
 
     onegen index docs/ notes.jsonl --db .onegen/chroma
+    onegen index docs/ --ray auto --workers 4 --gpus-per-worker 1 --host chroma.internal --port 8000
     onegen ask "Who founded the Varenne Institute?"
     onegen chat --script questions.txt
     onegen demo
@@ -25,6 +26,7 @@ from onegen_integrations.options import RETRIEVAL_MODES, GenerationOptions, defa
 
 if TYPE_CHECKING:
     from onegen_integrations.model import OneGenModel
+    from onegen_integrations.ray_indexing import RayOptions
     from onegen_integrations.session import OneGenSession
     from onegen_integrations.store import ChromaDocumentStore
 
@@ -32,6 +34,8 @@ DEMO_DB = ".onegen/demo-db"
 DEMO_COLLECTION = "demo"
 PREVIEW_CHARS = 60
 SCRIPT_HINT = "a script is a UTF-8 text file with one message per line"
+RAY_FLAGS = ("workers", "gpus_per_worker", "cpus_per_worker")
+"""`onegen index` options that only --ray uses (`RayOptions` fields)."""
 
 
 def main(argv: Sequence[str] | None = None, *, model: OneGenModel | None = None) -> int:
@@ -70,12 +74,29 @@ def _parser() -> argparse.ArgumentParser:
     _add_store_options(index, DEFAULT_PATH, DEFAULT_COLLECTION)
     index.add_argument("--chunk-tokens", type=int, default=256, help="longer documents are split (default 256)")
     index.add_argument("--overlap", type=int, default=32, help="tokens repeated between chunks (default 32)")
-    index.add_argument("--batch-size", type=int, default=32, help="documents embedded at once (default 32)")
+    index.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="documents embedded at once (default 32); with --ray, a batch holds up to the tokens of this many "
+        "full-length chunks",
+    )
     index.add_argument(
         "--follow-symlinks",
         action="store_true",
         help="under a directory, also index links that lead out of it (by default they are skipped and named)",
     )
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="embed on Ray workers: 'auto' for the cluster `ray start` made, an address (ray://HOST:10001), or "
+        "nothing for a Ray started on this machine; this process reads, chunks and writes (docs/distributed.md)",
+    )
+    index.add_argument("--workers", type=int, help="with --ray: workers embedding at once, each loading the model once (default 2)")
+    index.add_argument("--gpus-per-worker", type=float, help="with --ray: GPUs per worker, e.g. 1, or 0.5 for two per GPU (default 0)")
+    index.add_argument("--cpus-per-worker", type=float, help="with --ray: CPUs (and threads) per worker (default 1)")
     index.set_defaults(run=_index)
 
     ask = commands.add_parser("ask", help="answer one question, streaming")
@@ -136,6 +157,13 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if hasattr(args, "overlap") and not 0 <= args.overlap < args.chunk_tokens:
         parser.error("--overlap must be at least 0 and less than --chunk-tokens")
+    if hasattr(args, "ray"):
+        if args.ray is None and any(getattr(args, name) is not None for name in RAY_FLAGS):
+            parser.error("--workers, --gpus-per-worker and --cpus-per-worker need --ray")
+        try:
+            _ray_options(args)
+        except InvalidOptionError as error:
+            parser.error(str(error.renamed(f"--{error.option.replace('_', '-')}")))
 
 
 def _add_store_options(parser: argparse.ArgumentParser, db: str, collection: str) -> None:
@@ -182,15 +210,38 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
 def _index(args: argparse.Namespace, model: OneGenModel | None) -> int:
     from onegen_integrations.ingest import chunk_sources, index_chunks, read_sources
 
+    ray = _ray_options(args)
+    if ray is not None:
+        from onegen_integrations.ray_indexing import index_chunks_on_ray, require_ray
+
+        require_ray()
     # Files are read and checked before the model loads: a bad path or record is reported at once.
     sources = read_sources(args.paths, follow_symlinks=args.follow_symlinks)
     model = model or load_model(args.model, args.backend)
     chunked = chunk_sources(sources, model, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
-    report = index_chunks(_open_store(args, model), chunked, batch_size=args.batch_size)
+    store = _open_store(args, model)
+    if ray is None:
+        report = index_chunks(store, chunked, batch_size=args.batch_size)
+    else:
+        report = index_chunks_on_ray(store, chunked, ray)
     for skipped in report.skipped:
         print(f"onegen: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     print(report.summary())
     return 0
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray workers `onegen index` asked for, or None without --ray.
+
+    The workers load the model this process indexes with, on --backend; a batch holds the
+    tokens of --batch-size full-length chunks.
+    """
+    if args.ray is None:
+        return None
+    from onegen_integrations.ray_indexing import RayOptions
+
+    given = {name: getattr(args, name) for name in RAY_FLAGS if getattr(args, name) is not None}
+    return RayOptions(address=args.ray, batch_tokens=args.batch_size * args.chunk_tokens, backend=args.backend, **given)
 
 
 def _ask(args: argparse.Namespace, model: OneGenModel | None) -> int:

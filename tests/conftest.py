@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from onegen_integrations.default_model import default_model_dir
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
+from tests.chroma_server import ChromaServer
 
 
 def make_tiny_model(seed: int = 0, *, max_positions: int = 512, layers: int = 2) -> OneGenModel:
@@ -47,6 +49,17 @@ def default_model() -> OneGenModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedRetrievalWarning)
         return OneGenModel.shared("default")
+
+
+@pytest.fixture(scope="module")
+def module_chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """A `chroma run` server over a fresh database, shared by one test module and killed after it."""
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 class ListRetriever:

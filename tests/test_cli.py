@@ -160,7 +160,13 @@ def test_a_directory_without_documents_is_an_error(
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(["--overlap", "300"], "--overlap must be"), (["--port", "8000"], "--port needs --host")],
+    [
+        (["--overlap", "300"], "--overlap must be"),
+        (["--port", "8000"], "--port needs --host"),
+        (["--workers", "4"], "--workers, --gpus-per-worker and --cpus-per-worker need --ray"),
+        (["--ray", "--workers", "0"], "--workers must be an integer, at least 1, not 0"),
+        (["--ray=auto", "--gpus-per-worker", "-1"], "--gpus-per-worker must be a number, at least 0, not -1.0"),
+    ],
 )
 def test_impossible_options_are_usage_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str

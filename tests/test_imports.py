@@ -42,3 +42,18 @@ def test_public_names_load_their_module_on_first_use() -> None:
     assert set(onegen_integrations.__all__) <= set(dir(onegen_integrations))
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         _ = onegen_integrations.Nothing
+
+
+def test_ray_is_imported_only_when_indexing_on_ray_starts() -> None:
+    code = "import onegen_integrations.ray_indexing, sys\nprint('ray' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
+
+
+def test_indexing_on_ray_without_ray_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from onegen_integrations.errors import ExtraNotInstalledError
+    from onegen_integrations.ray_indexing import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when it is not installed
+    with pytest.raises(ExtraNotInstalledError, match=r'pip install "onegen-integrations\[ray\]"'):
+        require_ray()

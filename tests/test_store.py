@@ -6,13 +6,11 @@ import hashlib
 import math
 import os
 import shutil
-import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from onegen_integrations.errors import (
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import RetrievalQuery
 from onegen_integrations.store import ChromaDocumentStore, content_id
+from tests.chroma_server import ChromaServer, free_port
 from tests.conftest import make_tiny_model
 
 TEXTS = [
@@ -306,43 +305,6 @@ def test_a_collection_with_another_distance_is_refused(tmp_path: Path, tiny_mode
 
     with pytest.raises(StoreError, match="measures l2 distance"):
         ChromaDocumentStore(tiny_model, client=client, collection="docs")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ChromaServer:
-    """A real Chroma server (`chroma run`) on a loopback port, over one database directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-        self.process = subprocess.Popen(
-            [chroma, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        pytest.fail("chroma run did not start within 60 s")
-
-    def kill(self) -> None:
-        """Stop the server the hard way, as a crash or a lost machine would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture

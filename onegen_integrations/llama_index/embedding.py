@@ -13,7 +13,10 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import ConfigDict, PrivateAttr
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from onegen_integrations.model import OneGenModel
+from onegen_integrations.backends.selection import BackendName
+from onegen_integrations.default_model import DEFAULT_MODEL_NAME
+from onegen_integrations.errors import EmbeddingModelMismatchError, ModelNotShareableError
+from onegen_integrations.model import OneGenModel, shareable_name
 from onegen_integrations.store import DEFAULT_COLLECTION, DEFAULT_PATH, ChromaDocumentStore
 
 
@@ -25,8 +28,16 @@ class OneGenEmbedding(BaseEmbedding):
     `OneGenLLM`, so one copy of the weights serves both. The one-pass engines never call the
     query side: their query vector is the hidden state where the model emits `[RQ]`.
 
-    Key arguments: `embed_batch_size` (texts per forward pass, default 10); progress bars
-    come from LlamaIndex (`VectorStoreIndex.from_documents(..., show_progress=True)`).
+    Give a loaded `OneGenModel`, or a model name (`"default"` or a model directory) that is
+    loaded on first use, once per process (`OneGenModel.shared(name, backend)`). Pickling sends
+    the name, never the weights: another process (an `IngestionPipeline` worker with
+    `num_workers`, a Ray actor) loads the model itself, once, and refuses it with
+    `EmbeddingModelMismatchError` if its fingerprint is not the sender's. A model built in memory
+    has no name to load, so pickling one raises `ModelNotShareableError`.
+
+    Key arguments: `model` (a `OneGenModel` or a name, default `"default"`), `backend` (for a
+    name), `embed_batch_size` (texts per forward pass, default 10); progress bars come from
+    LlamaIndex (`VectorStoreIndex.from_documents(..., show_progress=True)`).
 
     Example:
         embed_model = OneGenEmbedding(model)
@@ -40,12 +51,23 @@ class OneGenEmbedding(BaseEmbedding):
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
-    _model: OneGenModel = PrivateAttr()
+    backend: BackendName = "auto"
+    """Where a model given by name runs: `auto`, `torch` or `llama.cpp` (see `OneGenModel.load`)."""
 
-    def __init__(self, model: OneGenModel, **fields: Any) -> None:
-        fields.setdefault("model_name", model.name)
+    _model: OneGenModel | None = PrivateAttr(default=None)
+    _fingerprint: str | None = PrivateAttr(default=None)
+
+    def __init__(self, model: OneGenModel | str | Path | None = None, **fields: Any) -> None:
+        if isinstance(model, OneGenModel):
+            fields.setdefault("model_name", model.name)
+            fields["backend"] = "torch" if model.hf_model is not None else "llama.cpp"
+        elif model is not None:
+            fields["model_name"] = str(model)
+        else:
+            # Unpickling and `from_dict` come here with the name as a field.
+            fields.setdefault("model_name", DEFAULT_MODEL_NAME)
         super().__init__(**fields)
-        self._model = model
+        self._model = model if isinstance(model, OneGenModel) else None
 
     @classmethod
     def class_name(cls) -> str:
@@ -53,8 +75,39 @@ class OneGenEmbedding(BaseEmbedding):
 
     @property
     def model(self) -> OneGenModel:
-        """The shared model."""
+        """The model: the one given, or `model_name` loaded (once per process) on first use."""
+        if self._model is None:
+            model = OneGenModel.shared(self.model_name, self.backend)
+            if self._fingerprint is not None and model.fingerprint != self._fingerprint:
+                raise EmbeddingModelMismatchError(
+                    f"model {self.model_name!r} loads here with fingerprint {model.fingerprint}, but the "
+                    f"OneGenEmbedding sent to this process embedded with fingerprint {self._fingerprint}: "
+                    "the model's files changed since the sender loaded them, or differ on this machine. "
+                    "Give every process the same files: save the model you embed with (model.save(directory)) "
+                    "and give OneGenEmbedding that directory"
+                )
+            self._model = model
         return self._model
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the model, plus its fingerprint: the copy loads the model by name."""
+        name = shareable_name(self.model_name if self._model is None else self._model.name)
+        if name is None and self._model is not None:
+            raise ModelNotShareableError(
+                f"OneGenEmbedding cannot be sent to another process: its model {self._model.name!r} was built "
+                "in memory, and the other process loads the model by name. Save it (model.save(directory)) "
+                "and give OneGenEmbedding(directory), or load the model from 'default', a model directory or "
+                "a .gguf file"
+            )
+        # A name that names nothing here is sent as it is: loading it fails in the receiving process.
+        unloaded = self.model_copy(update={"model_name": name or self.model_name})
+        unloaded._model = None
+        unloaded._fingerprint = self._fingerprint if self._model is None else self._model.fingerprint
+        return super(OneGenEmbedding, unloaded).__getstate__()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._fingerprint = (state.get("__pydantic_private__") or {}).get("_fingerprint")
 
     def chroma_vector_store(
         self,
@@ -74,11 +127,11 @@ class OneGenEmbedding(BaseEmbedding):
             raise ValueError("give either a Chroma client or a path, not both")
         if client is None and path is None:
             client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
-        store = ChromaDocumentStore(self._model, client=client, collection=collection, path=path or DEFAULT_PATH)
+        store = ChromaDocumentStore(self.model, client=client, collection=collection, path=path or DEFAULT_PATH)
         return ChromaVectorStore(chroma_collection=store.collection)
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._model.embed_query(query).tolist()
+        return self.model.embed_query(query).tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         return await asyncio.to_thread(self._get_query_embedding, query)
@@ -87,7 +140,7 @@ class OneGenEmbedding(BaseEmbedding):
         return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._model.embed_documents(texts, batch_size=self.embed_batch_size).tolist()
+        return self.model.embed_documents(texts, batch_size=self.embed_batch_size).tolist()
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from chromadb.config import Settings
+from langchain_chroma import Chroma
 from langchain_core.embeddings import Embeddings
 from pydantic import Field
 
 from onegen_integrations.langchain.shared_model import UsesOneGenModel
-from onegen_integrations.store import collection_metadata
+from onegen_integrations.locations import DEFAULT_COLLECTION
+from onegen_integrations.store import check_cosine, check_recorded_model, collection_metadata
 
 
 class OneGenEmbeddings(UsesOneGenModel, Embeddings):
@@ -59,3 +62,26 @@ class OneGenEmbeddings(UsesOneGenModel, Embeddings):
         A store created with it refuses queries from a different model (see `OneGenRetriever`).
         """
         return collection_metadata(self.load_model())
+
+    def chroma_vector_store(self, **chroma_kwargs: Any) -> Chroma:
+        """A `langchain_chroma.Chroma` store these embeddings fill, set up for OneGen.
+
+        The collection measures cosine distance and records the model's fingerprint, so
+        `OneGenRetriever(store=...)` and `ChromaDocumentStore` can open it. `chroma_kwargs` go to
+        `Chroma` (`collection_name`, default "onegen"; `persist_directory`, `client`, ...). A
+        collection filled by another model raises `EmbeddingModelMismatchError`; one measuring
+        another distance raises `StoreError`. Fill it with `add_documents` or LangChain's
+        indexing API (`langchain_core.indexing.index`).
+        """
+        chroma_kwargs.setdefault("collection_name", DEFAULT_COLLECTION)
+        chroma_kwargs.setdefault("client_settings", Settings(anonymized_telemetry=False))
+        store = Chroma(
+            embedding_function=self,
+            collection_metadata=self.collection_metadata(),
+            collection_configuration={"hnsw": {"space": "cosine"}},
+            **chroma_kwargs,
+        )
+        collection = store._collection  # langchain-chroma has no public accessor for it
+        check_recorded_model(collection, self.load_model())
+        check_cosine(collection)
+        return store

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from chromadb.config import Settings
 from langchain_chroma import Chroma
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -99,20 +98,13 @@ class OneGenRetriever(BaseRetriever):
         """Embed `texts` into a new (or reopened) `Chroma` collection set up for OneGen; retrieve from it.
 
         `chroma_kwargs` go to `Chroma` (`collection_name`, `persist_directory`, `client`, ...);
-        the collection measures cosine distance and records the model's fingerprint. Ids
+        the collection measures cosine distance and records the model's fingerprint
+        (`OneGenEmbeddings.chroma_vector_store`). Ids
         default to `content_id(text)`, as in `ChromaDocumentStore.add`: a text given twice is
         stored once, running `from_texts` again on a persistent collection adds nothing twice,
         and texts already stored under their id with the same metadata are not embedded again.
         """
-        chroma_kwargs.setdefault("collection_name", "onegen")
-        chroma_kwargs.setdefault("client_settings", Settings(anonymized_telemetry=False))
-        store = Chroma(
-            embedding_function=embeddings,
-            collection_metadata=embeddings.collection_metadata(),
-            collection_configuration={"hnsw": {"space": "cosine"}},
-            **chroma_kwargs,
-        )
-        _check_chroma(store, embeddings.load_model())
+        store = embeddings.chroma_vector_store(**chroma_kwargs)
         texts = list(texts)
         records = _unique_records(texts, [content_id(t) for t in texts] if ids is None else list(ids), metadatas)
         stored = store.get(ids=list(records), include=["documents", "metadatas"]) if records else {"ids": []}
