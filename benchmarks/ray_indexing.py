@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": "torch",
         **measured,
         "ray_start_seconds": round(ray_start, 2),
-        "gpu": "not measured (no GPU on this machine)" if not torch.cuda.is_available() else "not measured",
+        "gpu": "not measured (no GPU)" if not torch.cuda.is_available() else "not measured",
         "machine": {
             "cpus": cpus,
             "processor": platform.processor() or platform.machine(),

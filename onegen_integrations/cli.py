@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         const="local",
         metavar="ADDRESS",
         help="embed on Ray workers: 'auto' for the cluster `ray start` made, an address (ray://HOST:10001), or "
-        "nothing for a Ray started on this machine; this process reads, chunks and writes (docs/distributed.md)",
+        "nothing for a local Ray started for the run; this process reads, chunks and writes (docs/distributed.md)",
     )
     index.add_argument("--workers", type=int, help="with --ray: workers embedding at once, each loading the model once (default 2)")
     index.add_argument("--gpus-per-worker", type=float, help="with --ray: GPUs per worker, e.g. 1, or 0.5 for two per GPU (default 0)")

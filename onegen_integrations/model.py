@@ -35,6 +35,7 @@ from onegen_integrations.errors import (
     InvalidDocumentError,
     ModelNotFoundError,
     ModelNotOneGenError,
+    ModelNotShareableError,
 )
 from onegen_integrations.gguf_export import GGUFType, export_gguf
 from onegen_integrations.gguf_files import cached_export, default_gguf_type, read_onegen_gguf
@@ -349,6 +350,19 @@ def shareable_name(name: str | Path) -> str | None:
         return name
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else None
+
+
+def require_shareable_name(model: OneGenModel, receivers: str) -> str:
+    """`model`'s `shareable_name`, or `ModelNotShareableError` for a model built in memory,
+    saying how to make one that `receivers` (other processes) can load."""
+    name = shareable_name(model.name)
+    if name is None:
+        raise ModelNotShareableError(
+            f"{receivers} load the model by name, but model {model.name!r} was built in memory: save it "
+            "(model.save(directory)) and give that directory, or load the model from 'default', a model "
+            "directory or a .gguf file"
+        )
+    return name
 
 
 def _load_transformers(

@@ -33,10 +33,9 @@ from onegen_integrations.errors import (
     EmbeddingModelMismatchError,
     ExtraNotInstalledError,
     InvalidOptionError,
-    ModelNotShareableError,
 )
 from onegen_integrations.ingest import IndexReport, SourceChunks, chunk_sources, finish_index, plan_index, read_sources
-from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning, shareable_name
+from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning, require_shareable_name, shareable_name
 from onegen_integrations.store import AddPlan, ChromaDocumentStore, check_recorded_model
 
 
@@ -79,7 +78,7 @@ class RayOptions:
     """
 
     address: str | None = None
-    """`None` or `"local"`: a Ray started on this machine for the run (or the one `RAY_ADDRESS`
+    """`None` or `"local"`: a local Ray started for the run (or the one `RAY_ADDRESS`
     names); `"auto"`: the cluster `ray start` made; or an address such as `ray://HOST:10001`.
     A Ray this process already started is used as it is."""
     workers: int = 2
@@ -208,17 +207,10 @@ def _embedded_on_ray(
 def _worker_model(store: ChromaDocumentStore, options: RayOptions) -> str:
     """What the workers load, as a name every process resolves alike; a model other than the
     store's is loaded here first and checked against the collection's fingerprint."""
-    own = shareable_name(store.model.name)
     if options.model is None:
-        if own is None:
-            raise ModelNotShareableError(
-                f"the store's model {store.model.name!r} was built in memory, and Ray workers load the model "
-                "by name: save it (model.save(directory)) and give RayOptions(model=directory), or open the "
-                "store with a model loaded from 'default', a model directory or a .gguf file"
-            )
-        return own
+        return require_shareable_name(store.model, "Ray workers (give RayOptions(model=...) to choose)")
     name = shareable_name(options.model) or str(options.model)
-    if name != own:
+    if name != shareable_name(store.model.name):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UntrainedRetrievalWarning)
             check_recorded_model(store.collection, OneGenModel.load(name, backend=options.backend))

@@ -15,8 +15,8 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from onegen_integrations.backends.selection import BackendName
 from onegen_integrations.default_model import DEFAULT_MODEL_NAME
-from onegen_integrations.errors import EmbeddingModelMismatchError, ModelNotShareableError
-from onegen_integrations.model import OneGenModel, shareable_name
+from onegen_integrations.errors import EmbeddingModelMismatchError
+from onegen_integrations.model import OneGenModel, require_shareable_name, shareable_name
 from onegen_integrations.store import DEFAULT_COLLECTION, DEFAULT_PATH, ChromaDocumentStore
 
 
@@ -82,7 +82,7 @@ class OneGenEmbedding(BaseEmbedding):
                 raise EmbeddingModelMismatchError(
                     f"model {self.model_name!r} loads here with fingerprint {model.fingerprint}, but the "
                     f"OneGenEmbedding sent to this process embedded with fingerprint {self._fingerprint}: "
-                    "the model's files changed since the sender loaded them, or differ on this machine. "
+                    "the model's files changed since the sender loaded them, or differ between the two machines. "
                     "Give every process the same files: save the model you embed with (model.save(directory)) "
                     "and give OneGenEmbedding that directory"
                 )
@@ -91,14 +91,10 @@ class OneGenEmbedding(BaseEmbedding):
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything but the model, plus its fingerprint: the copy loads the model by name."""
-        name = shareable_name(self.model_name if self._model is None else self._model.name)
-        if name is None and self._model is not None:
-            raise ModelNotShareableError(
-                f"OneGenEmbedding cannot be sent to another process: its model {self._model.name!r} was built "
-                "in memory, and the other process loads the model by name. Save it (model.save(directory)) "
-                "and give OneGenEmbedding(directory), or load the model from 'default', a model directory or "
-                "a .gguf file"
-            )
+        if self._model is None:
+            name = shareable_name(self.model_name)
+        else:
+            name = require_shareable_name(self._model, "OneGenEmbedding copies in other processes")
         # A name that names nothing here is sent as it is: loading it fails in the receiving process.
         unloaded = self.model_copy(update={"model_name": name or self.model_name})
         unloaded._model = None
