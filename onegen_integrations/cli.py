@@ -5,6 +5,7 @@
     onegen ask "Who founded the Varenne Institute?"
     onegen chat --script questions.txt
     onegen demo
+    onegen serve --db .onegen/chroma --port 8000
     onegen eval --model default --data data/eval
     onegen export-gguf default --out smollm2-onegen.gguf
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onegen_integrations.backends.selection import BACKENDS, GGUF_TYPES, BackendName
-from onegen_integrations.errors import EmptyStoreError, InvalidOptionError, OneGenError
+from onegen_integrations.errors import EmptyStoreError, ExtraNotInstalledError, InvalidOptionError, OneGenError
 from onegen_integrations.events import DoneEvent, RetrievalEvent, TokenEvent
 from onegen_integrations.locations import DEFAULT_COLLECTION, DEFAULT_PATH, SQLITE_FILE
 from onegen_integrations.options import RETRIEVAL_MODES, GenerationOptions, default, help_text, option_names
+from onegen_integrations.server.settings import API_KEY_VARIABLE, ServerSettings
 
 if TYPE_CHECKING:
     from onegen_integrations.model import OneGenModel
@@ -34,6 +37,16 @@ DEMO_DB = ".onegen/demo-db"
 DEMO_COLLECTION = "demo"
 PREVIEW_CHARS = 60
 SCRIPT_HINT = "a script is a UTF-8 text file with one message per line"
+SERVER_LIMITS = {
+    "--concurrency": "requests answered at once",
+    "--queue": "requests that may wait for a slot; more get 503",
+    "--max-conversations": "conversations whose KV caches are kept between requests",
+    "--max-cached-tokens": "tokens all kept caches may hold together",
+    "--max-tokens": "the highest max_tokens a request may ask for",
+    "--max-messages": "most messages in one request",
+    "--max-request-bytes": "largest request body",
+}
+"""`onegen serve` limits: `ServerSettings` fields of the same names, with their defaults."""
 RAY_FLAGS = ("workers", "gpus_per_worker", "cpus_per_worker")
 """`onegen index` options that only --ray uses (`RayOptions` fields)."""
 
@@ -134,6 +147,25 @@ def _parser() -> argparse.ArgumentParser:
                              "q8_0 is half the size and decodes faster but retrieves a little worse (docs/backends.md)")
     export.set_defaults(run=_export_gguf)
 
+    serve = commands.add_parser(
+        "serve", help="an OpenAI-compatible chat server with a web chat page (docs/server.md)"
+    )
+    serve.add_argument("--db", default=DEFAULT_PATH, help=f"embedded Chroma database directory (default {DEFAULT_PATH})")
+    serve.add_argument("--collection", default=DEFAULT_COLLECTION, help=f"collection name (default {DEFAULT_COLLECTION})")
+    serve.add_argument("--model", default="default", help="'default', a model directory or a .gguf file (default: default)")
+    serve.add_argument("--served-model-name", help="the name clients send as `model` (default: the --model file or directory name)")
+    serve.add_argument("--chroma-host", dest="host", help="use the Chroma server on this host instead of --db")
+    serve.add_argument("--chroma-port", dest="port", type=int, help="port of the Chroma server (default 8000)")
+    _add_backend_option(serve)
+    serve.add_argument("--host", dest="listen_host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", dest="listen_port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (default: ${API_KEY_VARIABLE}, else none)")
+    for flag, about in SERVER_LIMITS.items():
+        setting = flag.removeprefix("--").replace("-", "_")
+        serve.add_argument(flag, type=int, default=getattr(ServerSettings, setting), help=f"{about} (default {getattr(ServerSettings, setting)})")
+    _add_generation_options(serve)
+    serve.set_defaults(run=_serve)
+
     train = commands.add_parser(
         "train",
         help="train a OneGen model: onegen train --config CONFIG.yaml (also convert, validate, bench)",
@@ -147,12 +179,13 @@ def _parser() -> argparse.ArgumentParser:
 def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse impossible option values the way argparse refuses unknown ones (usage, exit 2)."""
     if getattr(args, "port", None) is not None and args.host is None:
-        parser.error("--port needs --host (the Chroma server's address)")
+        serving = args.command == "serve"
+        parser.error(f"--{'chroma-' * serving}port needs --{'chroma-' * serving}host (the Chroma server's address)")
     try:  # the generation options of ask, chat and demo
         GenerationOptions(**_generation_options(args))
     except InvalidOptionError as error:
         parser.error(str(error.renamed(f"--{error.option.replace('_', '-')}")))
-    for name in ("chunk_tokens", "batch_size"):
+    for name in ("chunk_tokens", "batch_size", "listen_port", *(flag[2:].replace("-", "_") for flag in SERVER_LIMITS)):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if hasattr(args, "overlap") and not 0 <= args.overlap < args.chunk_tokens:
@@ -302,6 +335,33 @@ def _demo(args: argparse.Namespace, model: OneGenModel | None) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, model: OneGenModel | None) -> int:
+    try:
+        import uvicorn
+
+        from onegen_integrations.server import create_app
+    except ImportError as error:
+        raise ExtraNotInstalledError(
+            f"onegen serve needs FastAPI and uvicorn ({error.name} is missing): pip install 'onegen-integrations[serve]'"
+        ) from error
+    limits = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag in SERVER_LIMITS}
+    settings = ServerSettings(
+        model_id=args.served_model_name or Path(args.model).stem,
+        api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
+        generation=_generation_options(args),
+        **limits,
+    )
+    # On llama.cpp the conversations share one KV buffer: size it to the server's limits.
+    cache = {"sequences": settings.max_conversations, "cache_tokens": settings.max_cached_tokens}
+    model = model or load_model(args.model, args.backend, **cache)
+    store = _chat_store(args, model)
+    where = f"http://{args.listen_host}:{args.listen_port}"
+    print(f"serving {settings.model_id!r} on {where}: chat page at {where}/, OpenAI API at {where}/v1"
+          f"{' (API key required)' if settings.api_key else ''}", flush=True)
+    uvicorn.run(create_app(model, store, settings), host=args.listen_host, port=args.listen_port, log_level="warning")
+    return 0
+
+
 def _export_gguf(args: argparse.Namespace, model: OneGenModel | None) -> int:
     model = model or load_model(args.model, "torch")
     path = model.export_gguf(args.out, args.gguf_type)
@@ -310,8 +370,10 @@ def _export_gguf(args: argparse.Namespace, model: OneGenModel | None) -> int:
     return 0
 
 
-def load_model(name: str, backend: BackendName = "auto") -> OneGenModel:
-    """Load a model for the command line: its untrained-retrieval warning as one line, no progress bars."""
+def load_model(name: str, backend: BackendName = "auto", **options: Any) -> OneGenModel:
+    """Load a model for the command line: its untrained-retrieval warning as one line, no progress bars.
+
+    `options` are further `OneGenModel.load` arguments."""
     from transformers.utils import logging as transformers_logging
 
     from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
@@ -321,7 +383,7 @@ def load_model(name: str, backend: BackendName = "auto") -> OneGenModel:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UntrainedRetrievalWarning)
-            model = OneGenModel.load(name, backend=backend)
+            model = OneGenModel.load(name, backend=backend, **options)
     finally:
         if bars:
             transformers_logging.enable_progress_bar()

@@ -120,6 +120,8 @@ class OneGenModel:
         dtype: torch.dtype | None = None,
         gguf_type: GGUFType | None = None,
         threads: int | None = None,
+        sequences: int | None = None,
+        cache_tokens: int | None = None,
     ) -> OneGenModel:
         """Load `"default"`, a OneGen model directory, a OneGen GGUF file, or (with `add_tokens`)
         a plain causal LM directory.
@@ -135,7 +137,10 @@ class OneGenModel:
         else f16). `auto` takes llama.cpp for the default and for
         GGUF files when llama-cpp-python is installed and no GPU is, else torch; a directory
         loads on torch (training and evaluation of new checkpoints stay exact). `threads` sets
-        llama.cpp's CPU threads (default: every core this process may use).
+        llama.cpp's CPU threads (default: every core this process may use); `sequences` how many
+        sessions keep their caches at once (default 32) and `cache_tokens` how many positions
+        their shared KV buffer holds (default: the context window). On torch each session holds
+        its own cache and these three are ignored.
         """
         name = str(name_or_path)
         is_gguf = name.endswith(".gguf")
@@ -147,7 +152,7 @@ class OneGenModel:
                 path = Path(name).expanduser()
             else:
                 path = cached_export(name, gguf_type or default_gguf_type(), add_tokens=add_tokens)
-            return cls._from_gguf(path, name=name, threads=threads)
+            return cls._from_gguf(path, name=name, threads=threads, sequences=sequences, cache_tokens=cache_tokens)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         if name == BASE_MODEL_NAME:
@@ -176,11 +181,13 @@ class OneGenModel:
         return cls(model, tokenizer, config, name=name)
 
     @classmethod
-    def _from_gguf(cls, path: Path, *, name: str, threads: int | None) -> OneGenModel:
+    def _from_gguf(
+        cls, path: Path, *, name: str, threads: int | None, sequences: int | None, cache_tokens: int | None
+    ) -> OneGenModel:
         from onegen_integrations.backends.llama_cpp_backend import LlamaCppBackend
 
         contents = read_onegen_gguf(path)
-        backend = LlamaCppBackend(path, contents, threads=threads)
+        backend = LlamaCppBackend(path, contents, threads=threads, sequences=sequences, cache_tokens=cache_tokens)
         return cls(backend, contents.tokenizer, contents.config, name=name)
 
     @classmethod

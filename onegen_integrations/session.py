@@ -88,7 +88,7 @@ class OneGenSession:
         self.logits_processor = logits_processor
         system = model.config.system_prompt if system_prompt is None else system_prompt
         self._format = ChatFormat(model.tokenizer, system, model.text)
-        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.reseed(seed)
         self._busy = threading.Lock()
         self._eos_ids = model.eos_token_ids
         self._eos_id = model.tokenizer.eos_token_id if model.tokenizer.eos_token_id is not None else min(self._eos_ids)
@@ -96,6 +96,10 @@ class OneGenSession:
         """How many of the oldest turns were dropped to fit the context window."""
         self._fed = 0
         self._clear()
+
+    def reseed(self, seed: int | None) -> None:
+        """Seed sampling from here on (None: unseeded), as the `seed` argument does at construction."""
+        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def reset(self) -> None:
         """Forget the dialogue: an empty cache with only the system preamble pending.

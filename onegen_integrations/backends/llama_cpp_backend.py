@@ -56,7 +56,13 @@ class LlamaCppBackend:
     name = "llama.cpp"
 
     def __init__(
-        self, path: str | Path, contents: OneGenGGUF, *, threads: int | None = None, sequences: int = SEQUENCES
+        self,
+        path: str | Path,
+        contents: OneGenGGUF,
+        *,
+        threads: int | None = None,
+        sequences: int | None = None,
+        cache_tokens: int | None = None,
     ) -> None:
         import llama_cpp
 
@@ -70,10 +76,12 @@ class LlamaCppBackend:
         if not self._model:
             raise InvalidGGUFError(f"llama.cpp could not load {self.path}: export it again with `onegen export-gguf`")
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = contents.context_length
+        # Each sequence still stops at the context window (the session sees to it); a larger
+        # buffer lets more conversations keep their caches at once.
+        params.n_ctx = max(contents.context_length, cache_tokens or 0)
         params.n_batch = BATCH_TOKENS
         params.n_ubatch = 512
-        params.n_seq_max = self.sequences = max(sequences, 1)
+        params.n_seq_max = self.sequences = max(sequences or SEQUENCES, 1)
         params.kv_unified = True
         params.embeddings = True
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE

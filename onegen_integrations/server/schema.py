@@ -1,0 +1,186 @@
+"""The OpenAI wire format: request models the server validates, and the bodies it sends back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from onegen_integrations.dialogue import Dialogue, Turn
+from onegen_integrations.events import DoneEvent, FinishReason, RetrievalEvent
+from onegen_integrations.replay import RETRIEVALS_KEY
+from onegen_integrations.server.conversations import Reuse
+from onegen_integrations.server.errors import ApiError
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user", "function": "user"}
+"""OpenAI roles as the engine's: instructions are the system prompt; tool results are user turns."""
+FINISH_REASONS: dict[FinishReason, str] = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"}
+MAPPED_OPTIONS = ("max_new_tokens", "stop", "temperature", "top_p")
+"""Generation options set by OpenAI's own fields (`max_tokens`, `stop`, ...), not by `onegen`."""
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content; only text parts are read."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """A chat message; an assistant message may carry `onegen_retrievals` from an earlier response."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    retrievals: list[Any] | None = Field(default=None, alias=RETRIEVALS_KEY)
+
+    def text(self, index: int) -> str:
+        """The content as one string; refuses parts that are not text."""
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        others = sorted({part.type for part in self.content if part.type != "text"})
+        if others:
+            raise ApiError(400, f"messages[{index}] holds {', '.join(others)} content: only text is read", param=f"messages.{index}.content")
+        return "".join(part.text or "" for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """`POST /v1/chat/completions`. Fields of OpenAI's API the engine has no use for (penalties,
+    `logit_bias`, `user`, ...) are accepted and ignored; `n`, `tools` and `logprobs` are refused."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage]
+    stream: bool = False
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stop: str | list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stream_options: StreamOptions | None = None
+    metadata: dict[str, Any] | None = None
+    onegen: dict[str, Any] = Field(default_factory=dict)
+    """OneGen generation options beyond OpenAI's (`k`, `retrieval`, `max_retrievals`, ...)."""
+    n: int = 1
+    tools: list[Any] | None = None
+    logprobs: bool | None = None
+
+    def refuse_unsupported(self) -> None:
+        """`ApiError` for the OpenAI features this server does not offer."""
+        if self.n != 1:
+            raise ApiError(400, "n must be 1: the server writes one answer per request", param="n")
+        if self.tools:
+            raise ApiError(400, "tools are not supported by this server: send the request without tools", param="tools")
+        if self.logprobs:
+            raise ApiError(400, "logprobs are not supported by this server", param="logprobs")
+        mapped = sorted(set(self.onegen) & set(MAPPED_OPTIONS))
+        if mapped:
+            raise ApiError(400, f"set {', '.join(mapped)} with OpenAI's own fields (max_tokens, stop, temperature, top_p), not in onegen", param="onegen")
+
+    def generation_options(self) -> dict[str, Any]:
+        """`GenerationOptions` overrides this request asks for (unchecked)."""
+        given = {
+            "max_new_tokens": self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens,
+            "stop": self.stop,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
+        return {**self.onegen, **{name: value for name, value in given.items() if value is not None}}
+
+    def dialogue(self) -> Dialogue:
+        """The messages as a `Dialogue`: system prompt, history, and the user message to answer."""
+        if not self.messages:
+            raise ApiError(400, "messages is empty: send at least one user message", param="messages")
+        turns = [
+            Turn(ROLES[m.role], m.text(i), m.retrievals if m.role == "assistant" else None)
+            for i, m in enumerate(self.messages)
+        ]
+        try:
+            return Dialogue.from_turns(turns, append='{"role": "user", "content": ...}')
+        except ValueError as error:
+            raise ApiError(400, str(error), param="messages") from error
+
+    def conversation_id(self, header: str | None) -> str | None:
+        """The conversation id from the `X-Conversation-ID` header, else `metadata.conversation_id`."""
+        given = header or (self.metadata or {}).get("conversation_id")
+        if given is not None and not (isinstance(given, str) and 0 < len(given) <= 128):
+            raise ApiError(400, "a conversation id is a string of 1 to 128 characters", param="metadata.conversation_id")
+        return given
+
+
+class EmbeddingRequest(BaseModel):
+    """`POST /v1/embeddings`; `input_type` picks the token the vector is read at."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    input: str | list[str]
+    input_type: Literal["document", "query"] = "document"
+    """`document`: `{text}[RD]`, for indexing; `query`: `{text}[RQ]`, for searching."""
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+class Completion:
+    """The id, creation time, model and conversation shared by one response's body or chunks."""
+
+    def __init__(self, model: str, conversation_id: str) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model = model
+        self.conversation_id = conversation_id
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "conversation_id": self.conversation_id}
+
+    def body(self, done: DoneEvent, reuse: Reuse) -> dict[str, Any]:
+        """The whole `chat.completion`."""
+        message = {"role": "assistant", "content": done.text, RETRIEVALS_KEY: [retrieval_json(r) for r in done.retrievals]}
+        choice = {"index": 0, "message": message, "finish_reason": FINISH_REASONS[done.finish_reason]}
+        return {**self._head("chat.completion"), "choices": [choice], "usage": usage_json(done, reuse)}
+
+    def chunk(self, delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        """One `chat.completion.chunk`: a delta of choice 0, and `extra` top-level fields."""
+        choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
+        return {**self._head("chat.completion.chunk"), "choices": [choice], **extra}
+
+    def usage_chunk(self, done: DoneEvent, reuse: Reuse) -> dict[str, Any]:
+        """The chunk OpenAI sends last with `stream_options.include_usage`: usage, no choices."""
+        return {**self._head("chat.completion.chunk"), "choices": [], "usage": usage_json(done, reuse)}
+
+
+def retrieval_json(event: RetrievalEvent) -> dict[str, Any]:
+    """A retrieval as the response carries it: where `[RQ]` stood, and each hit in full.
+
+    The same shape `replay.retrievals_from_json` reads, so an assistant message sent back with
+    it replays its retrievals exactly."""
+    hits = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in event.hits]
+    return {"offset": event.offset, "hits": hits}
+
+
+def usage_json(done: DoneEvent, reuse: Reuse) -> dict[str, Any]:
+    """OpenAI's usage (every token the answer attended counts as prompt, the cached ones
+    included), and under `onegen` what this request actually fed through the model."""
+    usage = done.usage
+    prompt = usage.cached_tokens + usage.prompt_tokens + usage.inserted_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": prompt + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "onegen": {
+            "fed_tokens": usage.processed_tokens,
+            "new_prompt_tokens": usage.prompt_tokens,
+            "inserted_tokens": usage.inserted_tokens,
+            "rebuilt_tokens": usage.rebuilt_tokens,
+            "retrievals": usage.retrievals,
+            "conversation": reuse,
+            "seconds": round(usage.seconds, 4),
+        },
+    }
