@@ -133,6 +133,11 @@ class OneGenSession:
         ]
 
     @property
+    def fed_tokens(self) -> int:
+        """Tokens this session has passed through the model since it was made (re-feeds included)."""
+        return self._fed
+
+    @property
     def token_ids(self) -> list[int]:
         """Every token fed through the model into the cache, in order."""
         ids = list(self._preamble) + [t for turn in self._turns for t in turn.tokens]

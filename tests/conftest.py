@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from onegen_integrations.default_model import default_model_dir
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
-from tests.chroma_server import ChromaServer
+from tests.servers import ChromaServer
 
 
 def make_tiny_model(seed: int = 0, *, max_positions: int = 512, layers: int = 2) -> OneGenModel:

@@ -33,7 +33,7 @@ from onegen_integrations.errors import (
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import RetrievalQuery
 from onegen_integrations.store import ChromaDocumentStore, content_id
-from tests.chroma_server import ChromaServer, free_port
+from tests.servers import ChromaServer, free_port
 from tests.conftest import make_tiny_model
 
 TEXTS = [

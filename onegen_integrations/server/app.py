@@ -128,7 +128,7 @@ def create_app(model: OneGenModel, retriever: Retriever | None, settings: Server
         if not body.stream:
             done = [first, *[event async for event in items]][-1]
             assert isinstance(done, DoneEvent)
-            return JSONResponse(completion.body(done, lease.reuse), headers=headers)
+            return JSONResponse(completion.body(done, lease), headers=headers)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = _sse(completion, lease, _prepend(first, items), include_usage)
         headers |= {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -209,9 +209,9 @@ async def _sse(completion: Completion, lease: Lease, events: AsyncIterator[Event
                 yield _data(completion.chunk(onegen_retrieval=retrieval_json(event)))
             elif include_usage:
                 yield _data(completion.chunk(finish=_finish(event)))
-                yield _data(completion.usage_chunk(event, lease.reuse))
+                yield _data(completion.usage_chunk(event, lease))
             else:
-                yield _data(completion.chunk(finish=_finish(event), usage=usage_json(event, lease.reuse)))
+                yield _data(completion.chunk(finish=_finish(event), usage=usage_json(event, lease)))
     except Exception as error:  # the status is sent already: the error goes in the stream
         yield _data(_api_error(error).body())
     yield "data: [DONE]\n\n"
@@ -250,7 +250,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:

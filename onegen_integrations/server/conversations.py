@@ -29,8 +29,9 @@ from onegen_integrations.session import OneGenSession
 
 Reuse = Literal["continued", "extended", "rebuilt", "new"]
 """How a request found its session: `continued` (the cache held its whole history), `extended`
-(the cache held the start; the turns after it were added), `rebuilt` (the conversation's cache
-held another history, or was evicted: built again from the messages), `new` (a new conversation)."""
+(the cache held the start; the turns after it were added), `rebuilt` (no cache held its history:
+an edited history, an evicted conversation, a new client; built from the messages), `new` (the
+first message of a conversation)."""
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Lease:
     conversation_id: str
     session: OneGenSession
     reuse: Reuse
+    fed_tokens: int = 0
+    """Tokens fed to bring the session to the request's history (replayed retrievals)."""
 
 
 @dataclass
@@ -104,12 +107,14 @@ class Conversations:
             entry.busy = True
             self._entries.move_to_end(conversation_id)
             self._evict()
+        before = entry.session
+        fed_before = before.fed_tokens if before is not None else 0
         try:
             session, reuse = self._reuse(entry, dialogue)
         except BaseException:
             self._release(conversation_id, entry)
             raise
-        return Lease(conversation_id, session, reuse)
+        return Lease(conversation_id, session, reuse, session.fed_tokens - (fed_before if session is before else 0))
 
     def give_back(self, lease: Lease) -> None:
         """End a lease: the conversation is idle again, its size counted, and the limits kept."""
@@ -149,7 +154,7 @@ class Conversations:
                     past = answer.get(RETRIEVALS_KEY)
                     session.add_turn(user["content"], answer["content"], None if past is None else retrievals_from_json(past))
                 return session, "extended" if rest else "continued"
-        reuse: Reuse = "new" if session is None else "rebuilt"
+        reuse: Reuse = "rebuilt" if dialogue.history else "new"
         entry.session, entry.system_prompt = self._open(dialogue), dialogue.system_prompt
         return entry.session, reuse
 

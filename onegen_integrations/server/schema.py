@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from onegen_integrations.dialogue import Dialogue, Turn
 from onegen_integrations.events import DoneEvent, FinishReason, RetrievalEvent
 from onegen_integrations.replay import RETRIEVALS_KEY
-from onegen_integrations.server.conversations import Reuse
+from onegen_integrations.server.conversations import Lease
 from onegen_integrations.server.errors import ApiError
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user", "function": "user"}
@@ -139,20 +139,20 @@ class Completion:
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "conversation_id": self.conversation_id}
 
-    def body(self, done: DoneEvent, reuse: Reuse) -> dict[str, Any]:
+    def body(self, done: DoneEvent, lease: Lease) -> dict[str, Any]:
         """The whole `chat.completion`."""
         message = {"role": "assistant", "content": done.text, RETRIEVALS_KEY: [retrieval_json(r) for r in done.retrievals]}
         choice = {"index": 0, "message": message, "finish_reason": FINISH_REASONS[done.finish_reason]}
-        return {**self._head("chat.completion"), "choices": [choice], "usage": usage_json(done, reuse)}
+        return {**self._head("chat.completion"), "choices": [choice], "usage": usage_json(done, lease)}
 
     def chunk(self, delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
         """One `chat.completion.chunk`: a delta of choice 0, and `extra` top-level fields."""
         choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
         return {**self._head("chat.completion.chunk"), "choices": [choice], **extra}
 
-    def usage_chunk(self, done: DoneEvent, reuse: Reuse) -> dict[str, Any]:
+    def usage_chunk(self, done: DoneEvent, lease: Lease) -> dict[str, Any]:
         """The chunk OpenAI sends last with `stream_options.include_usage`: usage, no choices."""
-        return {**self._head("chat.completion.chunk"), "choices": [], "usage": usage_json(done, reuse)}
+        return {**self._head("chat.completion.chunk"), "choices": [], "usage": usage_json(done, lease)}
 
 
 def retrieval_json(event: RetrievalEvent) -> dict[str, Any]:
@@ -164,9 +164,10 @@ def retrieval_json(event: RetrievalEvent) -> dict[str, Any]:
     return {"offset": event.offset, "hits": hits}
 
 
-def usage_json(done: DoneEvent, reuse: Reuse) -> dict[str, Any]:
+def usage_json(done: DoneEvent, lease: Lease) -> dict[str, Any]:
     """OpenAI's usage (every token the answer attended counts as prompt, the cached ones
-    included), and under `onegen` what this request actually fed through the model."""
+    included), and under `onegen` what this request actually fed through the model: a rebuilt
+    history included, so a continued conversation's few tokens show against a rebuild's many."""
     usage = done.usage
     prompt = usage.cached_tokens + usage.prompt_tokens + usage.inserted_tokens
     return {
@@ -175,12 +176,12 @@ def usage_json(done: DoneEvent, reuse: Reuse) -> dict[str, Any]:
         "total_tokens": prompt + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
         "onegen": {
-            "fed_tokens": usage.processed_tokens,
+            "fed_tokens": usage.processed_tokens + lease.fed_tokens,
             "new_prompt_tokens": usage.prompt_tokens,
             "inserted_tokens": usage.inserted_tokens,
             "rebuilt_tokens": usage.rebuilt_tokens,
             "retrievals": usage.retrievals,
-            "conversation": reuse,
+            "conversation": lease.reuse,
             "seconds": round(usage.seconds, 4),
         },
     }

@@ -93,6 +93,7 @@ class TurnRunner:
                 503,
                 f"the server is busy: {self.running} requests are running and {self.waiting} waiting; retry shortly",
                 code="queue_full",
+                headers={"Retry-After": "1"},
             )
         self.waiting += 1
         try:
