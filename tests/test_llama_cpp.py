@@ -149,6 +149,20 @@ def test_many_sessions_on_few_sequences_refeed_after_eviction(f16_path, llama_mo
     assert all(texts == expected for texts in answers)
 
 
+def test_a_larger_buffer_keeps_every_conversation_cached(f16_path):
+    """Four dialogues that together outgrow one context window: with room for all, nothing is re-fed."""
+    roomy = load_gguf(f16_path, sequences=4, cache_tokens=4 * 512)
+    retriever = ListRetriever(roomy, DOCS)
+    sessions = [roomy.session(retriever, retrieval="always", max_new_tokens=8) for _ in range(4)]
+    before = roomy.backend.decoded_tokens  # the documents' embeddings
+    for message in DIALOGUE:
+        for session in sessions:
+            session.ask(message)
+    assert sum(len(s.token_ids) for s in sessions) > roomy.context_window
+    assert roomy.backend.decoded_tokens - before == sum(s.fed_tokens for s in sessions)
+    assert load_gguf(f16_path, sequences=1000).backend.sequences == 256  # llama.cpp's own limit
+
+
 def test_threads_share_one_model_and_get_their_own_answers(llama_model):
     expected = [d.text for d in run_dialogue(llama_model)]
     results: dict[int, list[str]] = {}

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 SEQUENCES = 32
 """Sequences of the shared context: idle sessions keep their caches until these run out."""
+MAX_SEQUENCES = 256
+"""llama.cpp's own limit (LLAMA_MAX_SEQ): more sessions than this take turns on the sequences."""
 EMBED_LANES = 16
 """Documents embedded side by side in one decode call, each its own sequence."""
 BATCH_TOKENS = 2048
@@ -81,7 +83,7 @@ class LlamaCppBackend:
         params.n_ctx = max(contents.context_length, cache_tokens or 0)
         params.n_batch = BATCH_TOKENS
         params.n_ubatch = 512
-        params.n_seq_max = self.sequences = max(sequences or SEQUENCES, 1)
+        params.n_seq_max = self.sequences = min(max(sequences or SEQUENCES, 1), MAX_SEQUENCES)
         params.kv_unified = True
         params.embeddings = True
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
