@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
@@ -344,6 +345,7 @@ def _serve(args: argparse.Namespace, model: OneGenModel | None) -> int:
         raise ExtraNotInstalledError(
             f"onegen serve needs FastAPI and uvicorn ({error.name} is missing): pip install 'onegen-integrations[serve]'"
         ) from error
+    _check_listening(args.listen_host, args.listen_port)  # before a minute of loading, not after
     limits = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag in SERVER_LIMITS}
     settings = ServerSettings(
         model_id=args.served_model_name or Path(args.model).stem,
@@ -360,6 +362,16 @@ def _serve(args: argparse.Namespace, model: OneGenModel | None) -> int:
           f"{' (API key required)' if settings.api_key else ''}", flush=True)
     uvicorn.run(create_app(model, store, settings), host=args.listen_host, port=args.listen_port, log_level="warning")
     return 0
+
+
+def _check_listening(host: str, port: int) -> None:
+    """`OneGenError` when nothing can listen on host:port (taken, or not an address of this host)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind((host, port))
+    except OSError as error:
+        raise OneGenError(f"cannot listen on {host}:{port} ({error.strerror}): pick another --port or --host") from error
 
 
 def _export_gguf(args: argparse.Namespace, model: OneGenModel | None) -> int:

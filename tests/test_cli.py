@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -365,3 +366,19 @@ def test_generation_options_out_of_range_are_usage_errors_named_by_flag(
         main(["ask", "hello?", *options])
 
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_serve_refuses_a_taken_port_before_loading_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--model", "/nowhere"]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--concurrency", "--queue", "--max-conversations", "--max-cached-tokens", "--max-tokens"])
+def test_serve_limits_must_be_positive(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", flag, "0"])
+    assert exit_.value.code == 2 and f"{flag} must be at least 1" in capsys.readouterr().err

@@ -19,9 +19,9 @@ from onegen_integrations.ingest import IndexReport, index_paths
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
 from onegen_integrations.ray_indexing import RayOptions, index_paths_on_ray, token_batches
 from onegen_integrations.store import ChromaDocumentStore
-from tests.servers import ChromaServer
 from tests.conftest import make_tiny_model
 from tests.ray_workers import DIE, FAIL, LOG, WORKER_DIR, ObservedWorker, logged
+from tests.servers import ChromaServer
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")

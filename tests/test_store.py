@@ -33,8 +33,8 @@ from onegen_integrations.errors import (
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import RetrievalQuery
 from onegen_integrations.store import ChromaDocumentStore, content_id
-from tests.servers import ChromaServer, free_port
 from tests.conftest import make_tiny_model
+from tests.servers import ChromaServer, free_port
 
 TEXTS = [
     "Ada Lovelace wrote the first computer program.",

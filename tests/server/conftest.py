@@ -13,6 +13,10 @@ from onegen_integrations.store import ChromaDocumentStore
 from tests.servers import OneGenServer
 
 COLLECTION = "demo"
+BACKEND = ("--backend", "torch")
+"""Torch gives every conversation a cache of its own, so equal requests give equal answers
+whatever else the server holds; on llama.cpp conversations share one KV buffer, and where they sit
+in it moves scores in the third decimal (docs/server.md, "Concurrency")."""
 LIMITED_KEY = "test-key"
 LIMITED_FLAGS = (
     "--max-conversations", "2", "--concurrency", "1", "--queue", "1", "--max-messages", "8",
@@ -29,10 +33,10 @@ def demo_db(default_model: OneGenModel, tmp_path_factory: pytest.TempPathFactory
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneGenServer]:
     """`onegen serve` on the default model with its default limits and no API key."""
-    served = OneGenServer(demo_db, COLLECTION, log=tmp_path_factory.mktemp("serve") / "server.log")
+    served = OneGenServer(demo_db, COLLECTION, *BACKEND, log=tmp_path_factory.mktemp("serve") / "server.log")
     yield served
     served.stop()
 
@@ -41,6 +45,16 @@ def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def limited(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneGenServer]:
     """`onegen serve` with `LIMITED_FLAGS` and the API key `LIMITED_KEY`."""
     log = tmp_path_factory.mktemp("serve-limited") / "server.log"
-    served = OneGenServer(demo_db, COLLECTION, *LIMITED_FLAGS, log=log, api_key=LIMITED_KEY)
+    served = OneGenServer(demo_db, COLLECTION, *BACKEND, *LIMITED_FLAGS, log=log, api_key=LIMITED_KEY)
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def llama_server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneGenServer]:
+    """`onegen serve` on the llama.cpp backend, the default where llama-cpp-python is installed."""
+    pytest.importorskip("llama_cpp")
+    log = tmp_path_factory.mktemp("serve-llama") / "server.log"
+    served = OneGenServer(demo_db, COLLECTION, "--backend", "llama.cpp", log=log)
     yield served
     served.stop()

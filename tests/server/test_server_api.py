@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -219,9 +218,11 @@ def test_embeddings_are_the_models_document_and_query_vectors(server: OneGenServ
         packed = client.post("/v1/embeddings", json={"model": "default", "input": texts, "encoding_format": "base64"}).json()
         assert error_of(client.post("/v1/embeddings", json={"model": "default", "input": [""]}), 400)
         assert error_of(client.post("/v1/embeddings", json={"model": "default", "input": []}), 400)["param"] == "input"
+    # The server runs on torch; `default_model` may be on llama.cpp (bf16): equal up to its rounding.
     vectors = np.array([d["embedding"] for d in documents["data"]])
-    np.testing.assert_allclose(vectors, default_model.embed_documents(texts), atol=2e-3)
-    np.testing.assert_allclose(query["data"][0]["embedding"], default_model.embed_queries([texts[1]])[0], atol=2e-3)
+    assert np.all((vectors * default_model.embed_documents(texts)).sum(axis=1) > 0.999)
+    assert np.dot(query["data"][0]["embedding"], default_model.embed_queries([texts[1]])[0]) > 0.999
+    assert np.dot(query["data"][0]["embedding"], vectors[1]) < 0.99  # [RQ] and [RD] read differently
     unpacked = [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in packed["data"]]
     np.testing.assert_allclose(unpacked, vectors, atol=1e-6)
     assert documents["usage"]["prompt_tokens"] == sum(default_model.count_tokens(t) for t in texts)
@@ -233,3 +234,23 @@ def test_models_and_health_describe_the_server(server: OneGenServer) -> None:
         health = client.get("/health").json()
     assert [m["id"] for m in models["data"]] == ["default"]
     assert health["status"] == "ok" and health["documents"] == 43 and health["backend"] in ("torch", "llama.cpp")
+
+
+def test_on_llama_cpp_a_conversation_continues_and_retrieves_each_turn(llama_server: OneGenServer) -> None:
+    gold = [
+        ("Who founded the Varenne Institute?", "varenne-institute"),
+        ("Where was she born?", "odile-marchetti"),
+        ("What river runs through that town?", "selbrook"),
+    ]
+    history: list[dict] = []
+    reuse, found = [], []
+    with llama_server.client() as client:
+        for message, _ in gold:
+            history.append(user(message))
+            body = chat(client, history, "llama").json()
+            history.append(assistant(body))
+            reuse.append(body["usage"]["onegen"]["conversation"])
+            found.append(hit_ids(body))
+        assert client.get("/health").json()["backend"] == "llama.cpp"
+    assert reuse == ["new", "continued", "continued"]
+    assert found == [[doc] for _, doc in gold]
