@@ -54,7 +54,7 @@ def create_app(model: OneGenModel, retriever: Retriever | None, settings: Server
     Run it with uvicorn (`onegen serve` does): `uvicorn.run(create_app(model, store), port=8000)`.
     """
     settings = settings or ServerSettings()
-    generation = {name: value for name, value in settings.generation.items() if value is not None}
+    generation = dict(settings.generation)
     if retriever is None:
         generation["retrieval"] = "never"
     conversations = Conversations(
@@ -77,25 +77,36 @@ def create_app(model: OneGenModel, retriever: Retriever | None, settings: Server
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     _add_error_handlers(app)
-    app.state.conversations, app.state.runner = conversations, runner
 
     def authorize(request: Request) -> None:
         if settings.api_key is None:
             return
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
-            raise ApiError(401, "wrong or missing API key: send the header Authorization: Bearer <key>", code="invalid_api_key")
+            raise ApiError(
+                401, "wrong or missing API key: send the header Authorization: Bearer <key>", code="invalid_api_key"
+            )
 
     def served(name: str) -> None:
         if name != settings.model_id:
-            raise ApiError(404, f"model {name!r} is not served here: use {settings.model_id!r} (GET /v1/models)", param="model", code="model_not_found")
+            raise ApiError(
+                404,
+                f"model {name!r} is not served here: use {settings.model_id!r} (GET /v1/models)",
+                param="model",
+                code="model_not_found",
+            )
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         served(body.model)
         body.refuse_unsupported()
         if len(body.messages) > settings.max_messages:
-            raise ApiError(400, f"{len(body.messages)} messages is more than the {settings.max_messages} a request may hold", param="messages", code="too_many_messages")
+            raise ApiError(
+                400,
+                f"{len(body.messages)} messages is more than the {settings.max_messages} a request may hold",
+                param="messages",
+                code="too_many_messages",
+            )
         dialogue = body.dialogue()
         options = _checked_options(body.generation_options(), settings, retriever is not None)
         conversation_id = body.conversation_id(request.headers.get(CONVERSATION_HEADER))
@@ -120,14 +131,13 @@ def create_app(model: OneGenModel, retriever: Retriever | None, settings: Server
         try:
             lease: Lease = await anext(items)
             first: Event = await anext(items)  # a message that cannot fit fails here, as a status
-        except BaseException as error:
+            done = None if body.stream else [first, *[event async for event in items]][-1]
+        except Exception as error:
             await items.aclose()
             raise _api_error(error) from error
         completion = Completion(settings.model_id, lease.conversation_id)
         headers = {CONVERSATION_HEADER: lease.conversation_id}
-        if not body.stream:
-            done = [first, *[event async for event in items]][-1]
-            assert isinstance(done, DoneEvent)
+        if isinstance(done, DoneEvent):
             return JSONResponse(completion.body(done, lease), headers=headers)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = _sse(completion, lease, _prepend(first, items), include_usage)
@@ -146,12 +156,19 @@ def create_app(model: OneGenModel, retriever: Retriever | None, settings: Server
             tokens = sum(model.count_tokens(text) for text in texts)
         except (OneGenError, ValueError) as error:
             raise _api_error(error) from error
-        data = [{"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)} for i, v in enumerate(vectors)]
-        return {"object": "list", "data": data, "model": settings.model_id, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encoded(vector, body.encoding_format)}
+            for i, vector in enumerate(vectors)
+        ]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "data": data, "model": settings.model_id, "usage": usage}
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": started, "owned_by": "onegen"}]}
+        return {
+            "object": "list",
+            "data": [{"id": settings.model_id, "object": "model", "created": started, "owned_by": "onegen"}],
+        }
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -185,9 +202,11 @@ def _checked_options(options: dict[str, Any], settings: ServerSettings, retrieve
     except TypeError as error:
         raise ApiError(400, str(error), param="onegen") from error
     if "max_new_tokens" in options and checked.max_new_tokens > settings.max_tokens:
-        raise ApiError(400, f"max_tokens is {checked.max_new_tokens}; this server allows at most {settings.max_tokens}", param="max_tokens")
+        message = f"max_tokens is {checked.max_new_tokens}; this server allows at most {settings.max_tokens}"
+        raise ApiError(400, message, param="max_tokens")
     if checked.retrieval != "never" and "retrieval" in options and not retrieves:
-        raise ApiError(400, "this server has no collection to retrieve from: use retrieval 'never'", param="onegen.retrieval")
+        message = "this server has no collection to retrieve from: use retrieval 'never'"
+        raise ApiError(400, message, param="onegen.retrieval")
     return options
 
 
@@ -197,7 +216,9 @@ async def _prepend(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Ev
         yield event
 
 
-async def _sse(completion: Completion, lease: Lease, events: AsyncIterator[Event], include_usage: bool) -> AsyncIterator[str]:
+async def _sse(
+    completion: Completion, lease: Lease, events: AsyncIterator[Event], include_usage: bool
+) -> AsyncIterator[str]:
     """A turn's events as OpenAI chunks: role, text deltas, retrievals (`onegen_retrieval`),
     the finish with usage; an error after the start is a chunk of its own."""
     yield _data(completion.chunk({"role": "assistant", "content": ""}))
@@ -297,7 +318,11 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
     def _error(self) -> ApiError:
-        return ApiError(413, f"the request body is larger than {self.max_bytes} bytes: send fewer or shorter messages", code="request_too_large")
+        return ApiError(
+            413,
+            f"the request body is larger than {self.max_bytes} bytes: send fewer or shorter messages",
+            code="request_too_large",
+        )
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         response = JSONResponse(self._error().body(), status_code=413)
@@ -306,4 +331,3 @@ class BodyLimit:
 
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
-

@@ -152,7 +152,9 @@ class Conversations:
                 rest = dialogue.history[len(held) :]
                 for user, answer in zip(rest[::2], rest[1::2]):
                     past = answer.get(RETRIEVALS_KEY)
-                    session.add_turn(user["content"], answer["content"], None if past is None else retrievals_from_json(past))
+                    session.add_turn(
+                        user["content"], answer["content"], None if past is None else retrievals_from_json(past)
+                    )
                 return session, "extended" if rest else "continued"
         reuse: Reuse = "rebuilt" if dialogue.history else "new"
         entry.session, entry.system_prompt = self._open(dialogue), dialogue.system_prompt

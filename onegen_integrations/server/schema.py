@@ -14,7 +14,14 @@ from onegen_integrations.replay import RETRIEVALS_KEY
 from onegen_integrations.server.conversations import Lease
 from onegen_integrations.server.errors import ApiError
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user", "function": "user"}
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "user",
+    "function": "user",
+}
 """OpenAI roles as the engine's: instructions are the system prompt; tool results are user turns."""
 FINISH_REASONS: dict[FinishReason, str] = {"eos": "stop", "stop": "stop", "length": "length", "context": "length"}
 MAPPED_OPTIONS = ("max_new_tokens", "stop", "temperature", "top_p")
@@ -43,7 +50,11 @@ class ChatMessage(BaseModel):
             return self.content or ""
         others = sorted({part.type for part in self.content if part.type != "text"})
         if others:
-            raise ApiError(400, f"messages[{index}] holds {', '.join(others)} content: only text is read", param=f"messages.{index}.content")
+            raise ApiError(
+                400,
+                f"messages[{index}] holds {', '.join(others)} content: only text is read",
+                param=f"messages.{index}.content",
+            )
         return "".join(part.text or "" for part in self.content)
 
 
@@ -83,7 +94,11 @@ class ChatCompletionRequest(BaseModel):
             raise ApiError(400, "logprobs are not supported by this server", param="logprobs")
         mapped = sorted(set(self.onegen) & set(MAPPED_OPTIONS))
         if mapped:
-            raise ApiError(400, f"set {', '.join(mapped)} with OpenAI's own fields (max_tokens, stop, temperature, top_p), not in onegen", param="onegen")
+            raise ApiError(
+                400,
+                f"set {', '.join(mapped)} with OpenAI's own fields (max_tokens, stop, temperature, top_p), not in onegen",
+                param="onegen",
+            )
 
     def generation_options(self) -> dict[str, Any]:
         """`GenerationOptions` overrides this request asks for (unchecked)."""
@@ -112,7 +127,9 @@ class ChatCompletionRequest(BaseModel):
         """The conversation id from the `X-Conversation-ID` header, else `metadata.conversation_id`."""
         given = header or (self.metadata or {}).get("conversation_id")
         if given is not None and not (isinstance(given, str) and 0 < len(given) <= 128):
-            raise ApiError(400, "a conversation id is a string of 1 to 128 characters", param="metadata.conversation_id")
+            raise ApiError(
+                400, "a conversation id is a string of 1 to 128 characters", param="metadata.conversation_id"
+            )
         return given
 
 
@@ -137,11 +154,21 @@ class Completion:
         self.conversation_id = conversation_id
 
     def _head(self, kind: str) -> dict[str, Any]:
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "conversation_id": self.conversation_id}
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "conversation_id": self.conversation_id,
+        }
 
     def body(self, done: DoneEvent, lease: Lease) -> dict[str, Any]:
         """The whole `chat.completion`."""
-        message = {"role": "assistant", "content": done.text, RETRIEVALS_KEY: [retrieval_json(r) for r in done.retrievals]}
+        message = {
+            "role": "assistant",
+            "content": done.text,
+            RETRIEVALS_KEY: [retrieval_json(r) for r in done.retrievals],
+        }
         choice = {"index": 0, "message": message, "finish_reason": FINISH_REASONS[done.finish_reason]}
         return {**self._head("chat.completion"), "choices": [choice], "usage": usage_json(done, lease)}
 

@@ -48,4 +48,4 @@ class ServerSettings:
             value = getattr(self, setting.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 1:
                 raise ValueError(f"{setting.name} must be at least 1, not {value}")
-        GenerationOptions().replace(**{k: v for k, v in self.generation.items() if v is not None})
+        GenerationOptions().replace(**self.generation)
