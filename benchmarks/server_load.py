@@ -530,7 +530,7 @@ def measure_system(
     When `reference` is empty, each script first runs alone, on a server of its own, and fills
     it; every loaded turn is compared with the same turn there."""
     measured: dict[str, Any] = {"load": {}}
-    if not reference:
+    if not reference and time.monotonic() < deadline - 20:
         with serving(name, start, concurrencies[0], folder / f"{name}-alone.log") as server:
             started, left = time.perf_counter(), deadline - time.monotonic()
             tag = f"{name}-alone"
@@ -635,7 +635,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SYSTEMS),
         help=f"comma-separated systems to load (default {','.join(SYSTEMS)})",
     )
-    parser.add_argument("--backend", default="auto", help="the model's backend for both servers (default auto)")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "llama.cpp"),
+        default="auto",
+        help="the model's backend in both servers (default auto: llama.cpp on a CPU)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where server_load.json goes")
     parser.add_argument("--serve-peer", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
