@@ -75,7 +75,8 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     temperature: float | None = None
     top_p: float | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)
+    """Seeds sampling for this answer (the range torch's generator takes)."""
     stream_options: StreamOptions | None = None
     metadata: dict[str, Any] | None = None
     onegen: dict[str, Any] = Field(default_factory=dict)

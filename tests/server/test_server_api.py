@@ -72,6 +72,14 @@ def test_with_include_usage_the_usage_comes_in_a_last_chunk_without_choices(serv
     assert "usage" not in chunks[-2] and chunks[-2]["choices"][0]["finish_reason"] == "stop"
 
 
+def test_a_seed_repeats_a_sampled_answer(server: OneGenServer) -> None:
+    sampled = {"temperature": 1.0, "max_tokens": 16, "onegen": {"retrieval": "never"}}
+    with server.client() as client:
+        answers = [chat(client, [user("Tell me a story about a ship.")], seed=seed, **sampled).json() for seed in (3, 3, 4)]
+    texts = [a["choices"][0]["message"]["content"] for a in answers]
+    assert texts[0] == texts[1] != texts[2]
+
+
 def test_a_follow_up_on_a_cached_conversation_feeds_only_its_own_tokens(server: OneGenServer) -> None:
     with server.client() as client:
         first = chat(client, [user(QUESTION)], "follow-up").json()
@@ -155,6 +163,7 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(limited: On
         assert error_of(post({**ok, "onegen": {"k": 0}}), 400)["param"] == "k"
         assert error_of(post({**ok, "onegen": {"top_n": 3}}), 400)["param"] == "onegen"
         assert error_of(post({**ok, "n": 2}), 400)["param"] == "n"
+        assert error_of(post({**ok, "seed": 2**64}), 400)["param"] == "seed"
         assert error_of(post({**ok, "tools": [{"type": "function", "function": {"name": "f"}}]}), 400)["param"] == "tools"
         assert error_of(post({**ok, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}), 400)["param"] == "messages.0.content"
         assert error_of(client.post("/v1/chat/completions", json=[1, 2]), 400)["type"] == "invalid_request_error"
