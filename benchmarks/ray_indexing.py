@@ -15,10 +15,8 @@ as threads; with Ray they are split between the workers, and the driver still wr
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ import torch
 from chromadb.config import Settings
 
 from benchmarks.indexing import paragraphs
+from benchmarks.report import host, write_results
 from benchmarks.timing import interleaved_medians, ratio
 from onegen_integrations.ingest import IndexReport, index_paths
 from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
@@ -160,18 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         **measured,
         "ray_start_seconds": round(ray_start, 2),
         "gpu": "not measured (no GPU)" if not torch.cuda.is_available() else "not measured",
-        "machine": {
-            "cpus": cpus,
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            **{name: importlib.metadata.version(name) for name in ("torch", "ray", "chromadb")},
-        },
+        "machine": host("torch", "ray", "chromadb"),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ray_indexing.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(table(measured))
-    print(f"wrote {args.out / 'ray_indexing.json'} in {results['wall_seconds']} s", file=sys.stderr)
+    write_results(results, args.out, "ray_indexing.json", table(measured))
     return 0
 
 

@@ -28,10 +28,8 @@ import asyncio
 import contextlib
 import functools
 import gc
-import importlib.metadata
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -50,6 +48,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
+
+from benchmarks.report import host, write_results
 
 if TYPE_CHECKING:
     from onegen_integrations.model import OneGenModel
@@ -371,12 +371,11 @@ class Server:
                 self.process.wait()
 
 
-def onegen_server(db: Path, collection: str, concurrency: int, log: Path, *, backend: str) -> Server:
-    """`onegen serve` over the demo collection, default limits but `--concurrency`."""
+def onegen_server(db: Path, collection: str, log: Path, *flags: str) -> Server:
+    """`onegen serve` over a collection on a free loopback port; `flags` are further options."""
     port = free_port()
     command = [sys.executable, "-c", "import sys; from onegen_integrations.cli import main; sys.exit(main())"]
-    command += ["serve", "--db", str(db), "--collection", collection, "--port", str(port)]
-    command += ["--concurrency", str(concurrency), "--backend", backend]
+    command += ["serve", "--db", str(db), "--collection", collection, "--port", str(port), *flags]
     return Server("onegen serve", command, port, log)
 
 
@@ -665,7 +664,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         servers = {
-            "onegen": functools.partial(onegen_server, folder / "db", collection, backend=args.backend),
+            "onegen": lambda concurrency, log: onegen_server(
+                folder / "db", collection, log, "--concurrency", str(concurrency), "--backend", args.backend
+            ),
             "condense_then_retrieve": functools.partial(peer_server, backend=args.backend),
         }
         alone: dict[str, dict[str, list[Turn]]] = {name: {} for name in chosen}
@@ -688,18 +689,10 @@ def main(argv: list[str] | None = None) -> int:
         "documents": documents,
         "budget_seconds": args.budget,
         "systems": systems,
-        "machine": {
-            "cpus": len(os.sched_getaffinity(0)),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            **{name: importlib.metadata.version(name) for name in ("llama-cpp-python", "fastapi", "uvicorn", "httpx")},
-        },
+        "machine": host("llama-cpp-python", "fastapi", "uvicorn", "httpx"),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "server_load.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
-    print(f"wrote {args.out / 'server_load.json'} in {results['wall_seconds']} s", file=sys.stderr)
+    write_results(results, args.out, "server_load.json", table(results))
     return 0
 
 

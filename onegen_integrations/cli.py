@@ -39,15 +39,15 @@ DEMO_COLLECTION = "demo"
 PREVIEW_CHARS = 60
 SCRIPT_HINT = "a script is a UTF-8 text file with one message per line"
 SERVER_LIMITS = {
-    "--concurrency": "requests answered at once",
-    "--queue": "requests that may wait for a slot; more get 503",
-    "--max-conversations": "conversations whose KV caches are kept between requests",
-    "--max-cached-tokens": "tokens all kept caches may hold together",
-    "--max-tokens": "the highest max_tokens a request may ask for",
-    "--max-messages": "most messages in one request",
-    "--max-request-bytes": "largest request body",
+    "concurrency": "requests answered at once",
+    "queue": "requests that may wait for a slot; more get 503",
+    "max_conversations": "conversations whose KV caches are kept between requests",
+    "max_cached_tokens": "tokens all kept caches may hold together",
+    "max_tokens": "the highest max_tokens a request may ask for",
+    "max_messages": "most messages in one request",
+    "max_request_bytes": "largest request body",
 }
-"""`onegen serve` limits: `ServerSettings` fields of the same names, with their defaults."""
+"""`onegen serve` limits: `ServerSettings` fields, each an option of the same name (`--max-tokens`)."""
 RAY_FLAGS = ("workers", "gpus_per_worker", "cpus_per_worker")
 """`onegen index` options that only --ray uses (`RayOptions` fields)."""
 
@@ -161,9 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", dest="listen_host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", dest="listen_port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (default: ${API_KEY_VARIABLE}, else none)")
-    for flag, about in SERVER_LIMITS.items():
-        setting = flag.removeprefix("--").replace("-", "_")
-        serve.add_argument(flag, type=int, default=getattr(ServerSettings, setting), help=f"{about} (default {getattr(ServerSettings, setting)})")
+    for setting, about in SERVER_LIMITS.items():
+        value = getattr(ServerSettings, setting)
+        serve.add_argument(f"--{setting.replace('_', '-')}", type=int, default=value, help=f"{about} (default {value})")
     _add_generation_options(serve)
     serve.set_defaults(run=_serve)
 
@@ -186,7 +186,7 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         GenerationOptions(**_generation_options(args))
     except InvalidOptionError as error:
         parser.error(str(error.renamed(f"--{error.option.replace('_', '-')}")))
-    for name in ("chunk_tokens", "batch_size", "listen_port", *(flag[2:].replace("-", "_") for flag in SERVER_LIMITS)):
+    for name in ("chunk_tokens", "batch_size", "listen_port", *SERVER_LIMITS):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if hasattr(args, "overlap") and not 0 <= args.overlap < args.chunk_tokens:
@@ -346,7 +346,7 @@ def _serve(args: argparse.Namespace, model: OneGenModel | None) -> int:
             f"onegen serve needs FastAPI and uvicorn ({error.name} is missing): pip install 'onegen-integrations[serve]'"
         ) from error
     _check_listening(args.listen_host, args.listen_port)  # before a minute of loading, not after
-    limits = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag in SERVER_LIMITS}
+    limits = {setting: getattr(args, setting) for setting in SERVER_LIMITS}
     settings = ServerSettings(
         model_id=args.served_model_name or Path(args.model).stem,
         api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.server_load import free_port, onegen_server
+
 START_SECONDS = 60
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_serving(process: subprocess.Popen[bytes], url: str, name: str, seconds: float = START_SECONDS) -> None:
@@ -64,24 +58,17 @@ class ChromaServer:
 
 
 class OneGenServer:
-    """`onegen serve` in its own process on a free loopback port, over a database directory.
+    """`onegen serve` in its own process on a free loopback port, over a database directory
+    (`benchmarks.server_load.onegen_server`, the load test's launcher).
 
     `flags` are further `onegen serve` options; the server's output goes to `log`.
     """
 
     def __init__(self, db: Path, collection: str, *flags: str, log: Path, api_key: str | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.model_id = "default"
         self.api_key = api_key
-        command = [sys.executable, "-c", "import sys; from onegen_integrations.cli import main; sys.exit(main())"]
-        command += ["serve", "--db", str(db), "--collection", collection, "--port", str(self.port), *flags]
-        if api_key is not None:
-            command += ["--api-key", api_key]
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        wait_until_serving(self.process, f"{self.url}/health", "onegen serve", seconds=180)
+        self._server = onegen_server(db, collection, log, *flags, *(("--api-key", api_key) if api_key else ()))
+        self.url = self._server.url
 
     def client(self, **options: object) -> httpx.Client:
         """An HTTP client for this server (with its API key, when it has one)."""
@@ -89,9 +76,4 @@ class OneGenServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120, **options)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self._server.stop()
