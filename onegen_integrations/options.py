@@ -77,6 +77,9 @@ class GenerationOptions:
     """Nucleus sampling mass when sampling."""
     top_k: int = field(default=0, metadata=_about("sample only from the k most likely tokens (0: all)", at_least=0))
     """Keep only the k most likely tokens when sampling (0: all)."""
+    prefix: str = field(default="", metadata=_about("text the answer is made to start with"))
+    """Tokens the answer is made to start with (after a forced `[RQ]`); the model goes on from
+    them. Tool calling uses it for `tool_choice` (see `tools.forced_prefix`)."""
     insertion: Insertion = field(
         default="passage",
         metadata=_about("passage: insert the hits as text; con: insert <CON> (linking tasks)", choices=INSERTIONS),
@@ -86,7 +89,8 @@ class GenerationOptions:
     def __post_init__(self) -> None:
         for option in dataclasses.fields(self):
             value = getattr(self, option.name)
-            checked = _stop(value) if option.name == "stop" else _checked(option, value)
+            checker = {"stop": _stop, "prefix": _text}.get(option.name)
+            checked = checker(value) if checker else _checked(option, value)
             object.__setattr__(self, option.name, checked)
 
     def replace(self, **changes: Any) -> GenerationOptions:
@@ -149,6 +153,12 @@ def _stop(value: str | Sequence[str]) -> tuple[str, ...]:
     if not isinstance(stops, Sequence) or not all(isinstance(s, str) for s in stops):
         raise InvalidOptionError("stop", value, "a string or a sequence of strings")
     return tuple(s for s in stops if s)
+
+
+def _text(value: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidOptionError("prefix", value, "a string")
+    return value
 
 
 DEFAULTS = GenerationOptions()

@@ -284,6 +284,7 @@ class OneGenSession:
         answer_ids: list[int] = []
         retrievals: list[RetrievalEvent] = []
         emitted = ""
+        forced = self.model.tokenize(options.prefix) if options.prefix else []
         need_query = options.retrieval == "always"
         if need_query:
             generated.append(self.model.query_token_id)
@@ -310,7 +311,7 @@ class OneGenSession:
                         continue
                 if len(generated) >= options.max_new_tokens:
                     break
-                token = self._sample(step, generated, len(retrievals), options)
+                token = forced.pop(0) if forced else self._sample(step, generated, len(retrievals), options)
                 generated.append(token)
                 if token == self.model.query_token_id:
                     self._append(self._query_tokens(options))

@@ -10,7 +10,9 @@ are context only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from onegen_training.data import Record
@@ -18,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from onegen_integrations.chat_format import ChatFormat
 from onegen_integrations.config import OneGenConfig
+from onegen_integrations.tools import ToolSpec, tools_prompt
 
 IGNORE = -100
 
@@ -71,6 +74,7 @@ class OneGenCollator:
         hard_negatives: int | None = None,
     ) -> None:
         self.format = ChatFormat(tokenizer, config.system_prompt)
+        self._formats: dict[str, ChatFormat] = {}
         self.config = config
         self.docs = docs
         self.max_doc_tokens = max_doc_tokens
@@ -86,7 +90,7 @@ class OneGenCollator:
 
     def encode(self, record: Record) -> Example:
         """The token ids, labels and retrievals of one record."""
-        fmt, marker = self.format, self.config.tokens.query
+        fmt, marker = self._format(record.tools), self.config.tokens.query
         ids = list(fmt.preamble())
         labels = [IGNORE] * len(ids)
         queries: list[Query] = []
@@ -117,6 +121,16 @@ class OneGenCollator:
                 queries.append(Query(first.positives, self._hard(first.negatives), tokens=row))
             history += [{"role": "user", "content": user.content}, {"role": "assistant", "content": answer.content}]
         return Example(ids, labels, queries)
+
+    def _format(self, tools: list[dict[str, Any]]) -> ChatFormat:
+        """The chat pieces of a record: its tools, if any, join the system prompt."""
+        if not tools:
+            return self.format
+        key = json.dumps(tools, sort_keys=True)
+        if key not in self._formats:
+            system = tools_prompt(self.config.system_prompt, [ToolSpec.from_openai(t) for t in tools])
+            self._formats[key] = ChatFormat(self.format.tokenizer, system, self.format.text)
+        return self._formats[key]
 
     def _hard(self, negatives: list[str]) -> list[str]:
         return negatives if self.hard_negatives is None else negatives[: self.hard_negatives]

@@ -41,6 +41,10 @@ class TrainConfig(BaseModel):
     """LoRA (adapter + OneGen token rows train) or full fine-tuning."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
     """LoRA settings (used when `method: lora`)."""
+    init_from: Path | None = None
+    """A trained OneGen LoRA model directory (what `export` writes, such as the shipped default)
+    whose adapter and token rows training starts from, to teach it more instead of training
+    again; its base must be `base_model` and its adapter the shape `lora` describes."""
     onegen: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the OneGen contract (`OneGenConfig` fields: tokens, templates, system_prompt)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from onegen_integrations.config import OneGenTokens
+from onegen_integrations.tools import ToolFormatError, ToolSpec
 
 
 class DataFormatError(ValueError):
@@ -68,6 +69,9 @@ class Record(BaseModel):
     """What a train/held-out split keeps whole (for SQuAD: the article)."""
     messages: list[Message]
     """Alternating user and assistant messages, starting with a user message."""
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    """Tools offered in the system prompt, as OpenAI function schemas (`tools.ToolSpec.from_openai`);
+    calls and results are plain message text in the format of `onegen_integrations.tools`."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ def record_problems(row: Any, docs: dict[str, str], tokens: OneGenTokens) -> lis
         problems.append(f"'id' must be a string, not {_kind(row['id'])}")
     if not isinstance(row.get("group"), (str, type(None))):
         problems.append(f"'group' must be a string, not {_kind(row['group'])}")
+    problems += _tool_problems(row.get("tools", []))
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
         return [*problems, "a record needs a non-empty 'messages' list"]
@@ -209,6 +214,18 @@ def record_problems(row: Any, docs: dict[str, str], tokens: OneGenTokens) -> lis
     last = messages[-1]
     if not isinstance(last, dict) or last.get("role") != "assistant":
         problems.append("the last message must be the assistant's")
+    return problems
+
+
+def _tool_problems(tools: Any) -> list[str]:
+    if not isinstance(tools, list):
+        return [f"'tools' must be a list of function schemas, not {_kind(tools)}"]
+    problems = []
+    for number, tool in enumerate(tools):
+        try:
+            ToolSpec.from_openai(tool if isinstance(tool, dict) else {})
+        except ToolFormatError as error:
+            problems.append(f"tool {number}: {error}")
     return problems
 
 

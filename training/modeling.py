@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from onegen_training.collator import IGNORE
 from onegen_training.config import TrainConfig
 from onegen_training.token_rows import wrap_token_rows
+from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -85,7 +87,36 @@ def build_model(config: TrainConfig) -> TrainableModel:
     peft_model = get_peft_model(lm, peft_config)
     inner = peft_model.get_base_model()
     wrap_token_rows(inner, tokenizer.convert_tokens_to_ids(onegen.tokens.all()), train_input=lora.layers is None)
+    if config.init_from is not None:
+        _start_from(peft_model, inner, config.init_from)
     return TrainableModel(inner, tokenizer, onegen, peft_model)
+
+
+def _start_from(peft_model: Any, lm: PreTrainedModel, directory: Path) -> None:
+    """Load a trained OneGen LoRA model's adapter and token rows into the fresh ones."""
+    from peft import set_peft_model_state_dict
+
+    contract = directory / "onegen.json"
+    if not contract.is_file():
+        raise ModelNotFoundError(f"init_from {str(directory)!r} is not a OneGen model directory (no onegen.json)")
+    files = json.loads(contract.read_text())
+    if not files.get("adapter"):
+        raise ValueError(f"init_from {str(directory)!r} holds merged weights, not a LoRA adapter: give it as base_model")
+    weights = load_file(directory / files["adapter"] / "adapter_model.safetensors")
+    misfit = "init_from's adapter does not fit the configured LoRA: set lora as its adapter_config.json says"
+    try:
+        loaded = set_peft_model_state_dict(peft_model, {name: w.float() for name, w in weights.items()})
+    except RuntimeError as error:  # shapes differ: another rank
+        raise ValueError(f"{misfit} ({str(error).splitlines()[1].strip()})") from error
+    missing = [name for name in loaded.missing_keys if "lora_" in name]
+    if loaded.unexpected_keys or missing:
+        raise ValueError(f"{misfit} ({len(missing)} missing, {len(loaded.unexpected_keys)} unexpected weights)")
+    rows = load_file(directory / files["token_embeddings"])
+    embedding, head = lm.get_input_embeddings(), lm.get_output_embeddings()
+    with torch.no_grad():
+        embedding.delta.copy_(rows["input"] - embedding.embedding.weight[embedding.token_ids].float())
+        if "output" in rows:
+            head.delta.copy_(rows["output"] - head.head.weight[head.token_ids].float())
 
 
 def _linear_names(lm: PreTrainedModel) -> list[str]:

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from onegen_integrations.chat_format import ChatFormat
 from onegen_integrations.config import OneGenConfig
+from onegen_integrations.tools import ToolCall, ToolSpec, result_text, tools_prompt
 from tests.conftest import make_tiny_model
 
 DOCS = {"a": "Ada wrote the first program.", "b": "Bob built a bridge.", "c": "Cy sailed."}
@@ -94,3 +95,23 @@ def test_hard_negatives_are_capped_to_the_hardest_first(tokenizer) -> None:
         columns[cap] = batch["row_ids"].shape[0] - 1, batch["negative_mask"].sum(dim=1).tolist()
     # documents (rows minus the standalone query row) and each query's negatives
     assert columns == {None: (3, [2, 2]), 1: (2, [1, 1]), 0: (1, [0, 0])}
+
+
+def test_a_record_with_tools_offers_them_in_its_system_prompt_and_learns_the_call(tokenizer) -> None:
+    weather = {"name": "get_weather", "description": "Weather now.", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    call = ToolCall("get_weather", {"city": "Oslo"}).text()
+    record = Record.model_validate({"tools": [{"type": "function", "function": weather}], "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": call},
+        {"role": "user", "content": result_text("4 °C", "get_weather")},
+        {"role": "assistant", "content": "It is 4 °C."},
+    ]})
+    config = OneGenConfig()
+    collator = OneGenCollator(tokenizer, config, DOCS, standalone_queries=False)
+    example = collator.encode(record)
+    offered = ChatFormat(tokenizer, tools_prompt(config.system_prompt, [ToolSpec.from_openai(weather)]))
+    assert example.input_ids[: len(offered.preamble())] == offered.preamble()
+    learned = "".join(tokenizer.decode([t]) for t, label in zip(example.input_ids, example.labels) if label != IGNORE)
+    assert learned == f"{call}<|im_end|>It is 4 °C.<|im_end|>"
+    plain = collator.encode(dialogue())
+    assert plain.input_ids[: len(collator.format.preamble())] == collator.format.preamble()

@@ -14,6 +14,7 @@ import yaml
 from conftest import save_tiny_base, train_config
 from onegen_training.cli import main
 from onegen_training.data import load_documents, load_records
+from onegen_training.modeling import OneGenObjective, build_model
 from onegen_training.trainer import Trainer
 
 from onegen_integrations.config import OneGenConfig
@@ -231,3 +232,19 @@ def load_file_untrained_rows(base: Path, config: OneGenConfig) -> torch.Tensor:
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     return model.get_input_embeddings().weight[tokenizer.convert_tokens_to_ids(config.tokens.all())].detach()
+
+
+def test_init_from_starts_where_the_trained_model_left_off(facts: Path, tmp_path: Path) -> None:
+    base = save_tiny_base(tmp_path / "base", tied=False)
+    trained = Trainer(train_config(base, facts, tmp_path / "run", method="lora", max_steps=3, learning_rate=1e-2)).train()
+    again = build_model(train_config(base, facts, tmp_path / "again", method="lora", init_from=trained))
+    model = load(trained)
+    ids = torch.tensor([model.tokenize("Where is [RQ]<paragraph>Lima</paragraph> 42[RD]")])
+    with torch.no_grad():
+        states = OneGenObjective(again.lm).eval().states(ids, torch.ones_like(ids))
+        logits = again.lm.get_output_embeddings()(states)
+        expected = model.hf_model.get_decoder()(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(states, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(logits, model.hf_model.get_output_embeddings()(expected), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="does not fit"):
+        build_model(train_config(base, facts, tmp_path / "other", method="lora", lora={"r": 4}, init_from=trained))
