@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean default-model eval-data eval bench
+.PHONY: demo test install clean default-model eval-data eval eval-tools bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,8 +52,10 @@ clean:
 # mostly other paragraphs of the right article) and trains again from the base on them into
 # runs/default-r2/model, 460 steps with GPU=1: `make default-model GPU=1 ROUNDS=2` is the shipped
 # recipe. Mining embeds all 4.3k documents and runs all 10.6k records: a minute on a GPU, hours
-# on a 2-core CPU. Ship a model only if `onegen eval` says so:
-#   python training/configs/ship_default.py runs/default-r2/model onegen_integrations/default
+# on a 2-core CPU. Last, that retrieval model learns tool calls (tool_data.py, then
+# smollm2-135m-lora-tools.yaml from it into runs/tools/model: 72 steps of 8, sized for a CPU).
+# Ship a model only if `onegen eval` and `onegen eval tools` say so:
+#   python training/configs/ship_default.py runs/tools/model onegen_integrations/default
 # The SQuAD v1.1 files (CC BY-SA 4.0, https://rajpurkar.github.io/SQuAD-explorer/) live outside
 # the repository: `make eval SQUAD_DIR=path/to/squad` (training/README.md, "Data", names the files).
 SQUAD_DIR ?=
@@ -64,6 +66,8 @@ CPU_SIZE := --set batch_size=8 --set max_steps=150 --set warmup_steps=10 --set g
 	--set hard_negatives=1 --set max_doc_tokens=224 --set chunk_tokens=2048
 SIZE = $(if $(GPU),--set mixed_precision=bf16,$(CPU_SIZE))
 MINED := data/default/train-mined.jsonl
+TOOLS_CONFIG := training/configs/smollm2-135m-lora-tools.yaml
+RETRIEVAL_MODEL = $(if $(filter 2,$(ROUNDS)),runs/default-r2/model,runs/default/model)
 
 default-model: $(STAMP)
 	$(need-squad)
@@ -77,6 +81,8 @@ ifeq ($(ROUNDS),2)
 	nice -n 19 $(PY) -m onegen_training --config $(DEFAULT_CONFIG) $(SIZE) \
 		--set train=$(MINED) --set output_dir=runs/default-r2 $(if $(GPU),--set max_steps=460)
 endif
+	$(PY) training/configs/tool_data.py
+	nice -n 19 $(PY) -m onegen_training --config $(TOOLS_CONFIG) --set init_from=$(RETRIEVAL_MODEL)
 
 # Held-out evaluation data: the SQuAD dev articles; `onegen eval` uses the first 6 with dialogues,
 # which the default model's recipe never trains on.
@@ -87,3 +93,7 @@ eval-data: $(STAMP)
 
 eval: eval-data
 	$(VENV)/bin/onegen eval --model default --data data/eval --squad $(SQUAD_DEV) --out runs/eval/results.json
+
+# Tool calling on held-out tools and requests (evaluation/tool_cases.py; no data to download).
+eval-tools: $(STAMP)
+	$(VENV)/bin/onegen eval tools --model default --out runs/eval/tools.json

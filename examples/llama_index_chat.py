@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from llama_index.core import StorageContext, VectorStoreIndex
-
-from onegen_integrations.llama_index import OneGenChatEngine, OneGenEmbedding
-from onegen_integrations.model import OneGenModel, UntrainedRetrievalWarning
+from onegen_integrations.llama_index import OneGenChatEngine
+from onegen_integrations.model import OneGenModel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llama_index_rag import demo_corpus
+from llama_index_rag import demo_index, load_example_model
 
 
 def messages(script: str | None) -> Iterator[str]:
@@ -47,16 +44,7 @@ def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> Non
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args(argv)
 
-    if model is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UntrainedRetrievalWarning)
-            model = OneGenModel.load(args.model)
-    embed_model = OneGenEmbedding(model)
-    index = VectorStoreIndex.from_documents(
-        demo_corpus(),
-        storage_context=StorageContext.from_defaults(vector_store=embed_model.chroma_vector_store(collection="llama-index-chat")),
-        embed_model=embed_model,
-    )
+    index = demo_index(load_example_model(args.model, model), "llama-index-chat")
     engine = OneGenChatEngine.from_index(index, max_new_tokens=args.max_new_tokens)
     for message in messages(args.script):
         if args.script is not None or not sys.stdin.isatty():

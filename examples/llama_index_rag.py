@@ -25,6 +25,23 @@ def demo_corpus() -> list[Document]:
     return [Document(text=d.text, id_=d.id, metadata={"title": d.metadata["title"]}) for d in demo_documents()]
 
 
+def load_example_model(name: str, model: OneGenModel | None = None) -> OneGenModel:
+    """`model`, else the model `name` names ('default' or a directory); an untrained one is fine here."""
+    if model is not None:
+        return model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedRetrievalWarning)
+        return OneGenModel.load(name)
+
+
+def demo_index(model: OneGenModel, collection: str) -> VectorStoreIndex:
+    """The demo corpus in an in-memory Chroma collection, embedded by `model`."""
+    embed_model = OneGenEmbedding(model)
+    vector_store = embed_model.chroma_vector_store(collection=collection)
+    storage_context = StorageContext.from_defaults(vector_store=vector_store)
+    return VectorStoreIndex.from_documents(demo_corpus(), storage_context=storage_context, embed_model=embed_model)
+
+
 def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> None:
     """Run the example; `model` skips loading one (tests pass the one they hold)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,10 +51,7 @@ def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> Non
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args(argv)
 
-    if model is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UntrainedRetrievalWarning)
-            model = OneGenModel.load(args.model)
+    model = load_example_model(args.model, model)
     Settings.llm = OneGenLLM(model, max_new_tokens=args.max_new_tokens)
     Settings.embed_model = embed_model = OneGenEmbedding(model)
 

@@ -113,3 +113,11 @@ class InvalidOptionError(OneGenError, ValueError):
     def renamed(self, option: str) -> InvalidOptionError:
         """The same error under the name the caller knows the option by (a flag, a field)."""
         return InvalidOptionError(option, self.value, self.allowed)
+
+
+class NoToolCallError(OneGenError, ValueError):
+    """An answer that had to call a tool called none, or wrote only calls that do not parse."""
+
+
+class UnsupportedFrameworkError(OneGenError, NotImplementedError):
+    """A framework feature OneGen models cannot serve (the message names what to use instead)."""

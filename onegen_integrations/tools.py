@@ -18,6 +18,7 @@ left for actions and live data. Everything here is text, so what training writes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import uuid
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from onegen_integrations.dialogue import Dialogue
 from onegen_integrations.errors import OneGenError
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -95,6 +97,12 @@ class InvalidToolCall:
     """What the block held."""
     error: str
     id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:24]}")
+    closed: bool = True
+    """False when the answer ended inside the block."""
+
+    def written(self) -> str:
+        """The block as the model wrote it."""
+        return CALL_OPEN + self.text + (CALL_CLOSE if self.closed else "")
 
 
 Parsed = str | ToolCall | InvalidToolCall
@@ -134,19 +142,97 @@ def forced_prefix(choice: str, tools: Sequence[ToolSpec]) -> str:
     """The text an answer is made to start with for a `tool_choice`.
 
     `auto` and `none`: nothing (with `none` the tools are not offered at all); `required`:
-    an opened call; a tool's name: an opened call of that tool, up to its arguments.
+    an opened call (of the only tool, when one is offered); a tool's name: an opened call of
+    that tool, up to its arguments.
     """
     if choice in ("auto", "none"):
         return ""
-    if choice == "required":
+    if choice == "required" and len(tools) != 1:
         return CALL_OPEN
-    if choice not in {tool.name for tool in tools}:
+    name = tools[0].name if choice == "required" else choice
+    if name not in {tool.name for tool in tools}:
         offered = ", ".join(tool.name for tool in tools) or "none"
         raise ToolFormatError(
             f"tool_choice {choice!r} names no offered tool (offered: {offered}): "
             "give one of them, 'auto', 'required' or 'none'"
         )
-    return CALL_OPEN + json.dumps({"name": choice, "arguments": {}})[: -len("{}}")]
+    return CALL_OPEN + json.dumps({"name": name, "arguments": {}})[: -len("{}}")]
+
+
+ToolChoice = str | bool | Mapping[str, Any] | None
+"""`tool_choice` as the frameworks spell it: None or `auto`; `any`, `required` or True; `none`;
+a tool's name; or OpenAI's `{"type": "function", "function": {"name": ...}}`."""
+
+
+def choice_name(tool_choice: ToolChoice) -> str:
+    """`tool_choice` as `auto`, `required`, `none` or a tool's name."""
+    if tool_choice is None or tool_choice == "auto":
+        return "auto"
+    if tool_choice is True or tool_choice in ("any", "required"):
+        return "required"
+    if isinstance(tool_choice, str):
+        return tool_choice
+    if isinstance(tool_choice, Mapping) and isinstance(tool_choice.get("function"), Mapping):
+        name = tool_choice["function"].get("name")
+        if isinstance(name, str):
+            return name
+    raise ToolFormatError(
+        f"tool_choice {tool_choice!r} is not understood: give 'auto', 'any', 'required', 'none', a "
+        "tool's name, or {'type': 'function', 'function': {'name': ...}}"
+    )
+
+
+@dataclass(frozen=True)
+class ToolOffer:
+    """The tools one turn offers the model, and how it may call them: what every adapter and
+    the server build from their framework's tools and `tool_choice`.
+
+    Example:
+        offer = ToolOffer.of([ToolSpec.from_openai(schema)], "required")
+        dialogue = offer.dialogue(dialogue, model.config.system_prompt)
+        done = dialogue.open(model).ask(dialogue.message, prefix=offer.prefix)
+        text, calls, invalid = offer.answer(done.text)
+    """
+
+    tools: tuple[ToolSpec, ...]
+    choice: str = "auto"
+    """`auto`, `required`, or the name of the tool to call."""
+    parallel: bool = True
+    """Whether an answer may make several calls; if not, only its first call counts."""
+
+    def __post_init__(self) -> None:
+        forced_prefix(self.choice, self.tools)  # a choice naming no tool is refused before generating
+
+    @classmethod
+    def of(cls, tools: Sequence[ToolSpec], tool_choice: ToolChoice = None, parallel: bool = True) -> ToolOffer | None:
+        """The offer of `tools`; None when there are none or `tool_choice` is `none` (then the
+        model is not told of any). Raises `ToolFormatError` for a choice naming no tool."""
+        choice = choice_name(tool_choice)
+        if not tools or choice == "none":
+            return None
+        return cls(tuple(tools), choice, parallel)
+
+    @property
+    def prefix(self) -> str:
+        """What the answer is made to start with (the `prefix` generation option)."""
+        return forced_prefix(self.choice, self.tools)
+
+    def dialogue(self, dialogue: Dialogue, system_prompt: str | None) -> Dialogue:
+        """`dialogue` with the tools listed after its system prompt, or after `system_prompt`
+        (the one its session would use) when it has none; two tools of one name are refused."""
+        own = system_prompt if dialogue.system_prompt is None else dialogue.system_prompt
+        return dataclasses.replace(dialogue, system_prompt=tools_prompt(own, self.tools))
+
+    def keeps(self, calls: Sequence[ToolCall]) -> bool:
+        """Whether a call that comes after `calls` counts."""
+        return self.parallel or not calls
+
+    def answer(self, text: str) -> tuple[str, list[ToolCall], list[InvalidToolCall]]:
+        """An answer's text without its call blocks, the calls that count, and the invalid ones."""
+        content, parsed = parse_answer(text)
+        calls = [call for call in parsed if isinstance(call, ToolCall)]
+        invalid = [call for call in parsed if isinstance(call, InvalidToolCall)]
+        return content, calls if self.parallel else calls[:1], invalid
 
 
 def parse_call(body: str) -> ToolCall | InvalidToolCall:
@@ -215,7 +301,9 @@ class CallStream:
         rest, self._buffer = self._buffer, ""
         if self._in_call:
             self._in_call = False
-            return [InvalidToolCall(rest, "the call was cut off before </tool_call> (raise max_new_tokens)")]
+            return [
+                InvalidToolCall(rest, "the call was cut off before </tool_call> (raise max_new_tokens)", closed=False)
+            ]
         if self._called and not rest.strip():
             return []
         return [rest] if rest else []

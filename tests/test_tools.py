@@ -8,14 +8,17 @@ import json
 import pytest
 
 from onegen_integrations.chat_format import ChatFormat
+from onegen_integrations.dialogue import Dialogue
 from onegen_integrations.errors import InvalidOptionError
 from onegen_integrations.tools import (
     CallStream,
     InvalidToolCall,
     ToolCall,
     ToolFormatError,
+    ToolOffer,
     ToolSpec,
     calls_text,
+    choice_name,
     forced_prefix,
     parse_answer,
     result_text,
@@ -126,13 +129,35 @@ def test_results_are_user_turn_text_joined_by_a_blank_line():
 def test_tool_choice_becomes_the_start_of_the_answer():
     tools = [_spec()]
     assert forced_prefix("auto", tools) == forced_prefix("none", tools) == ""
-    assert forced_prefix("required", tools) == "<tool_call>"
+    assert forced_prefix("required", [*tools, ToolSpec("now")]) == "<tool_call>"
+    assert forced_prefix("required", tools) == forced_prefix("get_weather", tools)  # the only tool
     named = forced_prefix("get_weather", tools)
     assert named == '<tool_call>{"name": "get_weather", "arguments": '
     _, calls = parse_answer(named + '{"city": "Oslo"}}</tool_call>')
     assert calls[0].arguments == {"city": "Oslo"}
     with pytest.raises(ToolFormatError, match="offered: get_weather"):
         forced_prefix("get_time", tools)
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [(None, "auto"), ("any", "required"), (True, "required"), ("none", "none"), ("f", "f"),
+     ({"type": "function", "function": {"name": "f"}}, "f")],
+)
+def test_tool_choice_spellings_of_the_frameworks_are_understood(choice, expected):
+    assert choice_name(choice) == expected
+
+
+def test_an_offer_lists_its_tools_in_the_system_prompt_and_keeps_calls_as_asked(tiny_model):
+    dialogue = Dialogue("Weather in Oslo?")
+    offer = ToolOffer.of([_spec()], "required", parallel=False)
+    assert offer.dialogue(dialogue, "Be brief.").system_prompt == tools_prompt("Be brief.", [_spec()])
+    assert ToolOffer.of([_spec()], "none") is None and ToolOffer.of([], "auto") is None
+    two = calls_text("", [ToolCall("get_weather", {"city": "Oslo"}), ToolCall("get_weather", {"city": "Rome"})])
+    assert [c.arguments["city"] for c in offer.answer(two)[1]] == ["Oslo"]
+    assert len(ToolOffer.of([_spec()]).answer(two)[1]) == 2
+    with pytest.raises(ToolFormatError, match="not understood"):
+        ToolOffer.of([_spec()], {"type": "function"})
 
 
 def test_the_tools_prompt_renders_through_the_chat_template_as_plain_text(tiny_model):

@@ -1,18 +1,13 @@
-"""`OneGenAgent`: a LlamaIndex workflow agent whose knowledge step is the one-pass retrieval."""
+"""`OneGenAgent`: a LlamaIndex workflow agent that retrieves inside its pass and calls tools."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.agent.workflow import BaseWorkflowAgent
+from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.agent.workflow.base_agent import WORKFLOW_KWARGS
-from llama_index.core.agent.workflow.workflow_events import (
-    AgentOutput,
-    AgentStream,
-    AgentWorkflowStartEvent,
-    ToolCallResult,
-)
+from llama_index.core.agent.workflow.workflow_events import AgentOutput, AgentStream, AgentWorkflowStartEvent
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.chat_engine.types import AgentChatResponse
@@ -21,11 +16,11 @@ from llama_index.core.memory import BaseMemory
 from llama_index.core.tools import AsyncBaseTool
 from llama_index.core.workflow import Context
 
-from onegen_integrations.events import DoneEvent, TokenEvent
 from onegen_integrations.llama_index.chat_engine import OneGenChatEngine
 from onegen_integrations.llama_index.llm import OneGenLLM
 from onegen_integrations.llama_index.messages import to_dialogue
-from onegen_integrations.llama_index.streams import answer_message, iterate_in_thread, turn_metadata
+from onegen_integrations.llama_index.streams import chat_responses, iterate_in_thread
+from onegen_integrations.llama_index.tool_calls import take_offer, tool_selections
 
 DEFAULT_NAME = "onegen"
 DEFAULT_DESCRIPTION = "Answers questions from the indexed documents, retrieving while it writes."
@@ -33,29 +28,30 @@ CONVERSATION_KEY = "onegen_conversation"
 """The `Context` state key holding the agent's conversation as JSON messages."""
 
 
-class OneGenAgent(BaseWorkflowAgent):
-    """A workflow agent (like `FunctionAgent`) that answers from an index in one pass.
+class OneGenAgent(FunctionAgent):
+    """A `FunctionAgent` whose every step is one pass of the engine over an index.
 
     Each step is one turn of a `OneGenChatEngine`: the model writes, retrieves where it
-    emits `[RQ]`, and goes on over the same KV cache, which is kept between runs while the
-    agent's memory matches it. For a conversation, run with one `ctx=Context(agent)` (or one
-    `memory=`) each time; the answer put into memory carries its retrievals in
-    `additional_kwargs[RETRIEVALS_KEY]`, so an agent given that memory later (a `Context`
-    restored with `Context.from_dict`, in another process) feeds each earlier `[RQ]` and its
-    passages back and retrieves on follow-ups as this one does. It calls no tools, so use it
-    alone (`await agent.run(...)`, with `AgentStream` events while it writes) or as the
-    knowledge agent of an `AgentWorkflow` that other agents hand off to; it cannot hand off
-    itself. The final `AgentOutput.raw` is the turn's `AgentChatResponse` (with
-    `source_nodes`, and JSON `metadata`).
+    emits `[RQ]`, and goes on over the same KV cache, which is kept between steps and runs
+    while the agent's memory matches it. Given `tools=`, a step may end in calls instead (in
+    the model's tool format, `onegen_integrations.tools`); the workflow runs them and the
+    next step reads their results over the same cache, so knowledge comes from retrieval in
+    the pass and tools are left for actions and live data. `initial_tool_choice` and
+    `allow_parallel_tool_calls` work as for `FunctionAgent`; without tools a run is one turn.
 
-    A small model (the 135M default) follows ReAct or tool-calling formats poorly, which
-    is why this agent does not ask it to; let a stronger LLM's `FunctionAgent` route to it.
+    For a conversation, run with one `ctx=Context(agent)` (or one `memory=`) each time; the
+    answers put into memory carry their retrievals in `additional_kwargs[RETRIEVALS_KEY]`, so
+    an agent given that memory later (a `Context` restored with `Context.from_dict`, in
+    another process) feeds each earlier `[RQ]` and its passages back and retrieves on
+    follow-ups as this one does. Each `AgentOutput.raw` is the step's `AgentChatResponse`
+    (with `source_nodes`, and JSON `metadata`). In an `AgentWorkflow` it may also be the
+    knowledge agent other agents hand off to.
 
     Example:
-        agent = OneGenAgent.from_index(index, max_new_tokens=64)
+        agent = OneGenAgent.from_index(index, tools=[order_status], max_new_tokens=64)
         ctx = Context(agent)
         result = await agent.run(user_msg="Who founded the Varenne Institute?", ctx=ctx)
-        result = await agent.run(user_msg="Where was she born?", ctx=ctx)
+        result = await agent.run(user_msg="Where is order 1042?", ctx=ctx)
         print(result.response.content, result.raw.source_nodes)
     """
 
@@ -69,11 +65,6 @@ class OneGenAgent(BaseWorkflowAgent):
         description: str = DEFAULT_DESCRIPTION,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("tools") or kwargs.get("tool_retriever"):
-            raise ValueError(
-                "OneGenAgent calls no tools (a small model cannot drive them): give the tools to a "
-                "FunctionAgent or ReActAgent and put both in an AgentWorkflow that hands off to this one"
-            )
         super().__init__(name=name, description=description, llm=OneGenLLM(chat_engine.model), **kwargs)
         self._engine = chat_engine
 
@@ -88,8 +79,8 @@ class OneGenAgent(BaseWorkflowAgent):
     ) -> OneGenAgent:
         """An agent over a `VectorStoreIndex` built with `OneGenEmbedding`.
 
-        Agent and workflow arguments (`system_prompt`, `timeout`, ...) go to the agent, the
-        rest to `OneGenChatEngine.from_index` (e.g. `similarity_top_k`, `max_new_tokens`).
+        Agent and workflow arguments (`tools`, `system_prompt`, `timeout`, ...) go to the
+        agent, the rest to `OneGenChatEngine.from_index` (e.g. `similarity_top_k`, `max_new_tokens`).
         """
         agent_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.model_fields or k in WORKFLOW_KWARGS}
         return cls(OneGenChatEngine.from_index(index, **kwargs), name=name, description=description, **agent_kwargs)
@@ -106,34 +97,49 @@ class OneGenAgent(BaseWorkflowAgent):
         tools: Sequence[AsyncBaseTool],
         memory: BaseMemory,
     ) -> AgentOutput:
-        """Answer the last user message in one pass, streaming `AgentStream` events."""
-        nodes, events = self._engine.start_turn(to_dialogue(llm_input))
-        text, done = "", None
-        async for event in iterate_in_thread(events):
-            if isinstance(event, TokenEvent):
-                text += event.text
-                if self.streaming:
-                    ctx.write_event_to_stream(
-                        AgentStream(delta=event.text, response=text, current_agent_name=self.name)
+        """Answer the last user message (or tool results) in one pass, streaming `AgentStream` events."""
+        scratchpad: list[ChatMessage] = await ctx.store.get(self.scratchpad_key, default=[])
+        messages = [*llm_input, *scratchpad]
+        first = self.initial_tool_choice is not None and messages[-1].role == "user"
+        offer = take_offer(
+            {
+                "tools": tools,
+                "tool_choice": self.initial_tool_choice if first else None,
+                "allow_parallel_tool_calls": self.allow_parallel_tool_calls,
+            }
+        )
+        dialogue = to_dialogue(messages)
+        if offer:
+            own = self._engine.system_prompt
+            dialogue = offer.dialogue(dialogue, self._engine.model.config.system_prompt if own is None else own)
+        nodes, events = self._engine.start_turn(dialogue, prefix=offer.prefix if offer else "")
+        last = None
+        async for last in iterate_in_thread(chat_responses(events, offer)):
+            if self.streaming:
+                ctx.write_event_to_stream(
+                    AgentStream(
+                        delta=last.delta or "",
+                        response=last.message.content or "",
+                        tool_calls=tool_selections(last.message, error_on_no_tool_call=False),
+                        raw=last.raw,
+                        current_agent_name=self.name,
                     )
-            elif isinstance(event, DoneEvent):
-                done = event
-        assert done is not None
-        response = AgentChatResponse(response=done.text, source_nodes=nodes, metadata=turn_metadata(done))
+                )
+        assert last is not None
+        scratchpad.append(last.message)
+        await ctx.store.set(self.scratchpad_key, scratchpad)
+        response = AgentChatResponse(response=last.message.content or "", source_nodes=nodes, metadata=last.raw)
         return AgentOutput(
-            response=answer_message(done),
+            response=last.message,
+            tool_calls=tool_selections(last.message, error_on_no_tool_call=False),
             current_agent_name=self.name,
             raw=response,
         )
 
-    async def handle_tool_call_results(self, ctx: Context, results: list[ToolCallResult], memory: BaseMemory) -> None:
-        """Never reached: this agent's steps request no tool calls."""
-        raise RuntimeError("OneGenAgent requested no tool calls, so it has no results to handle")
-
     async def finalize(self, ctx: Context, output: AgentOutput, memory: BaseMemory) -> AgentOutput:
-        """Put the answer into the agent's memory, and the conversation into the context's
-        state as JSON (see `_init_context`)."""
-        await memory.aput(output.response)
+        """Put the run's messages into the agent's memory (as `FunctionAgent` does), and the
+        conversation into the context's state as JSON (see `_init_context`)."""
+        output = await super().finalize(ctx, output, memory)
         await ctx.store.set(CONVERSATION_KEY, [m.model_dump(mode="json") for m in await memory.aget_all()])
         return output
 

@@ -131,11 +131,12 @@ class OneGenChatEngine(FromIndex, BaseChatEngine):
             achat_stream=iterate_in_thread(chat_responses(events)), source_nodes=nodes, is_writing_to_memory=False
         )
 
-    def start_turn(self, dialogue: Dialogue) -> tuple[list[NodeWithScore], Iterator[Event]]:
+    def start_turn(self, dialogue: Dialogue, **overrides: Any) -> tuple[list[NodeWithScore], Iterator[Event]]:
         """Begin answering `dialogue.message` after `dialogue.history`.
 
         Returns the list the turn's retrieved nodes will fill and the turn's (lazy) engine
         events. The cache is reused when it holds exactly that history and system prompt.
+        `overrides` are `GenerationOptions` for this turn (e.g. the `prefix` a tool call forces).
         """
         self._close_open_turn()
         system_prompt = self.system_prompt if dialogue.system_prompt is None else dialogue.system_prompt
@@ -146,7 +147,7 @@ class OneGenChatEngine(FromIndex, BaseChatEngine):
         nodes = self.retriever.new_turn()
         shown_system = self.model.config.system_prompt if system_prompt is None else system_prompt
         self._open_turn = reported_as_llm_call(
-            self._session.send(dialogue.message),
+            self._session.send(dialogue.message, **overrides),
             prompt_messages(shown_system, self._session.messages, dialogue.message),
             self.callback_manager,
             model_dict(self, self.model.name, self.options),

@@ -29,7 +29,7 @@ from onegen_integrations.events import DoneEvent, Event, RetrievalEvent, TokenEv
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.options import GenerationOptions
 from onegen_integrations.retrieval import Retriever
-from onegen_integrations.server.conversations import Conversations, Lease
+from onegen_integrations.conversations import Conversations, Lease
 from onegen_integrations.server.errors import ApiError
 from onegen_integrations.server.schema import (
     FINISH_REASONS,
@@ -37,10 +37,12 @@ from onegen_integrations.server.schema import (
     Completion,
     EmbeddingRequest,
     retrieval_json,
+    tool_call_json,
     usage_json,
 )
 from onegen_integrations.server.settings import ServerSettings
 from onegen_integrations.server.turns import Put, TurnRunner
+from onegen_integrations.tools import CallStream, InvalidToolCall, Parsed, ToolCall, ToolOffer
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +109,9 @@ def create_app(model: OneGenModel, retriever: Retriever | None, settings: Server
                 param="messages",
                 code="too_many_messages",
             )
-        dialogue = body.dialogue()
-        options = _checked_options(body.generation_options(), settings, retriever is not None)
+        offer = body.offer()
+        dialogue = body.dialogue(offer, model.config.system_prompt)
+        options = _checked_options(body.generation_options(offer), settings, retriever is not None)
         conversation_id = body.conversation_id(request.headers.get(CONVERSATION_HEADER))
 
         def answer(put: Put, stop: threading.Event) -> None:
@@ -138,9 +141,9 @@ def create_app(model: OneGenModel, retriever: Retriever | None, settings: Server
         completion = Completion(settings.model_id, lease.conversation_id)
         headers = {CONVERSATION_HEADER: lease.conversation_id}
         if isinstance(done, DoneEvent):
-            return JSONResponse(completion.body(done, lease), headers=headers)
+            return JSONResponse(completion.body(done, lease, offer), headers=headers)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        chunks = _sse(completion, lease, _prepend(first, items), include_usage)
+        chunks = _sse(completion, lease, _prepend(first, items), include_usage, offer)
         headers |= {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
 
@@ -217,25 +220,48 @@ async def _prepend(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Ev
 
 
 async def _sse(
-    completion: Completion, lease: Lease, events: AsyncIterator[Event], include_usage: bool
+    completion: Completion,
+    lease: Lease,
+    events: AsyncIterator[Event],
+    include_usage: bool,
+    offer: ToolOffer | None,
 ) -> AsyncIterator[str]:
     """A turn's events as OpenAI chunks: role, text deltas, retrievals (`onegen_retrieval`),
-    the finish with usage; an error after the start is a chunk of its own."""
+    each tool call whole once written (when tools were offered), the finish with usage; an
+    error after the start is a chunk of its own."""
     yield _data(completion.chunk({"role": "assistant", "content": ""}))
+    calls: list[ToolCall] = []
+    splitter = CallStream() if offer else None
     try:
         async for event in events:
-            if isinstance(event, TokenEvent):
-                yield _data(completion.chunk({"content": event.text}))
-            elif isinstance(event, RetrievalEvent):
+            if isinstance(event, RetrievalEvent):
                 yield _data(completion.chunk(onegen_retrieval=retrieval_json(event)))
-            elif include_usage:
-                yield _data(completion.chunk(finish=_finish(event)))
+                continue
+            for piece in _parsed(event, splitter):
+                if not isinstance(piece, ToolCall):
+                    text = piece.written() if isinstance(piece, InvalidToolCall) else piece
+                    yield _data(completion.chunk({"content": text}))
+                elif offer is not None and offer.keeps(calls):
+                    calls.append(piece)
+                    yield _data(completion.chunk({"tool_calls": [tool_call_json(piece, len(calls) - 1)]}))
+            if isinstance(event, TokenEvent):
+                continue
+            finish = "tool_calls" if calls else _finish(event)
+            if include_usage:
+                yield _data(completion.chunk(finish=finish))
                 yield _data(completion.usage_chunk(event, lease))
             else:
-                yield _data(completion.chunk(finish=_finish(event), usage=usage_json(event, lease)))
+                yield _data(completion.chunk(finish=finish, usage=usage_json(event, lease)))
     except Exception as error:  # the status is sent already: the error goes in the stream
         yield _data(_api_error(error).body())
     yield "data: [DONE]\n\n"
+
+
+def _parsed(event: Event, splitter: CallStream | None) -> list[Parsed]:
+    """The text and calls a token (or the end of the answer) completes; all text without tools."""
+    if isinstance(event, TokenEvent):
+        return splitter.feed(event.text) if splitter else [event.text]
+    return splitter.finish() if splitter else []
 
 
 def _finish(done: DoneEvent) -> str:

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import numpy as np
+import torch
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.chat_history import InMemoryChatMessageHistory
 from langchain_core.runnables import Runnable
@@ -67,6 +68,31 @@ class ModelRunRecorder(BaseCallbackHandler):
 
     def on_llm_end(self, response: Any, **kw: Any) -> None:
         self.ends.append(response.generations[0][0].message)
+
+
+class ScriptedAnswers:
+    """A logits processor that makes a model write `answers`, one a turn, each ending its turn.
+
+    A new turn is one whose generated ids do not extend the last call's; what is already written
+    (a forced prefix too) is skipped, so an answer comes out whole. After the last answer, it
+    repeats it. `turns` counts the turns it has answered.
+    """
+
+    def __init__(self, model: OneGenModel, *answers: str) -> None:
+        self.model = model
+        self.answers = answers
+        self.turns = 0
+        self._seen: list[int] = []
+
+    def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
+        if not generated or list(generated[:-1]) != self._seen:
+            self.turns += 1
+        self._seen = list(generated)
+        answer = self.answers[min(self.turns, len(self.answers)) - 1]
+        rest = answer[len(self.model.tokenizer.decode(generated, skip_special_tokens=True)) :]
+        forced = torch.full_like(logits, float("-inf"))
+        forced[self.model.tokenize(rest)[0] if rest else self.model.tokenizer.eos_token_id] = 0.0
+        return forced
 
 
 def capture_search_vectors(retriever: OneGenRetriever) -> list[np.ndarray]:

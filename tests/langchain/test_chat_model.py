@@ -1,16 +1,18 @@
-"""ChatOneGen beyond the standard suites: how messages reach the engine, stops, options, limits."""
+"""ChatOneGen beyond the standard suites: how messages reach the engine, stops, options, limits, caches, retrieval."""
 
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.tools import tool
+from langchain_core.messages import AIMessage, FunctionMessage, HumanMessage, SystemMessage
 
-from onegen_integrations.langchain import ChatOneGen, OneGenEmbeddings
+from onegen_integrations.errors import EmbeddingModelMismatchError, UnsupportedFrameworkError
+from onegen_integrations.langchain import ChatOneGen, OneGenChatChain, OneGenEmbeddings
 from onegen_integrations.langchain.messages import to_dialogue
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.options import DEFAULTS
 from onegen_integrations.replay import RETRIEVALS_KEY, ReplayFormatError
+from tests.conftest import make_tiny_model
+from tests.langchain.probes import TEXTS, count_calls
 
 
 @pytest.fixture
@@ -92,21 +94,14 @@ def test_every_answer_carries_its_retrievals_once_in_the_merged_message(chat: Ch
     assert chat.invoke("Hello").additional_kwargs == {RETRIEVALS_KEY: []}
 
 
-def test_the_last_message_must_be_the_human_one_to_answer(chat: ChatOneGen) -> None:
-    with pytest.raises(ValueError, match="last message must be a human message"):
+def test_the_last_message_must_be_the_human_or_tool_one_to_answer(chat: ChatOneGen) -> None:
+    with pytest.raises(ValueError, match="last message must be a human or tool message"):
         chat.invoke([HumanMessage("hi"), AIMessage("hello")])
 
 
-def test_tool_messages_and_tool_binding_are_refused_as_unsupported(chat: ChatOneGen) -> None:
-    @tool
-    def add(a: int, b: int) -> int:
-        """Add two integers."""
-        return a + b
-
-    with pytest.raises(NotImplementedError, match="does not support tool calling"):
-        chat.bind_tools([add])
-    with pytest.raises(NotImplementedError, match="tool calling"):
-        chat.invoke([HumanMessage("2+2?"), ToolMessage("4", tool_call_id="1"), HumanMessage("so?")])
+def test_messages_other_than_system_human_ai_and_tool_are_refused_naming_what_is_taken(chat: ChatOneGen) -> None:
+    with pytest.raises(UnsupportedFrameworkError, match="take system, human, AI and tool messages"):
+        chat.invoke([HumanMessage("2+2?"), FunctionMessage("4", name="add"), HumanMessage("so?")])
 
 
 def test_stop_strings_from_the_call_and_from_the_instance_both_cut_the_answer(chat: ChatOneGen) -> None:
@@ -170,3 +165,35 @@ def test_top_k_and_seed_shape_sampling(chat: ChatOneGen) -> None:
     seeded = [ChatOneGen(onegen_model=model, max_tokens=8, temperature=1.5, seed=seed) for seed in (7, 7, 8)]
     first, again, other = (one.invoke("Tell me about harbours.").text for one in seeded)
     assert first == again != other
+
+
+def test_a_conversation_continued_in_a_later_call_feeds_only_the_new_message(chat: ChatOneGen) -> None:
+    first = chat.invoke([HumanMessage("Hi")])
+    forwards = count_calls(chat.load_model(), "forward")
+    answer = chat.invoke([HumanMessage("Hi"), first, HumanMessage("Who are you?")])
+    usage = answer.usage_metadata
+    assert usage is not None and usage["input_token_details"]["cache_read"] > 0
+    fed = sum(len(ids) for ids, *_ in forwards)
+    assert fed == usage["input_tokens"] - usage["input_token_details"]["cache_read"] + usage["output_tokens"] - 1
+    fresh = ChatOneGen(onegen_model=chat.load_model(), max_tokens=8, cached_conversations=0)
+    assert fresh.invoke([HumanMessage("Hi"), first, HumanMessage("Who are you?")]).text == answer.text
+
+
+def test_a_copy_with_other_settings_keeps_its_own_conversations(chat: ChatOneGen) -> None:
+    first = chat.invoke([HumanMessage("Hi")])
+    shorter = chat.model_copy(update={"max_tokens": 3})
+    answer = shorter.invoke([HumanMessage("Hi"), first, HumanMessage("Who are you?")])
+    assert answer.usage_metadata is not None and answer.usage_metadata["output_tokens"] == 3
+
+
+def test_with_a_retriever_the_model_retrieves_inside_its_answer(chat_chain: OneGenChatChain) -> None:
+    retriever = chat_chain.retriever
+    chat = ChatOneGen(onegen_model=retriever.model, max_tokens=6, retriever=retriever)
+    answer = chat.invoke("Who founded the Varenne Institute?")
+    [retrieval] = answer.additional_kwargs[RETRIEVALS_KEY]  # an untrained model: once, at the start
+    assert retrieval["offset"] == 0 and [hit["text"] in TEXTS for hit in retrieval["hits"]] == [True]
+
+
+def test_a_retriever_whose_store_another_model_filled_is_refused(chat_chain: OneGenChatChain) -> None:
+    with pytest.raises(EmbeddingModelMismatchError, match="cannot search another's vectors"):
+        ChatOneGen(onegen_model=make_tiny_model(seed=1), retriever=chat_chain.retriever)

@@ -1,7 +1,8 @@
 """The `langchain-tests` standard suites: ChatOneGen and OneGenEmbeddings behave like every other integration.
 
 Unit suites never load weights (construction is lazy). Integration suites run on the embedded
-default model with few new tokens, so they check real, deterministic (greedy) generation.
+default model with few new tokens, so they check real, deterministic (greedy) generation; the
+tests in which the model must write a tool call get room for one.
 """
 
 from __future__ import annotations
@@ -22,13 +23,8 @@ class ChatOneGenSetup:
     def chat_model_class(self) -> type[ChatOneGen]:
         return ChatOneGen
 
-    @property
-    def has_tool_calling(self) -> bool:
-        return False  # a 135M model without tool training: bind_tools raises NotImplementedError
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False  # structured output needs tool calling or a JSON mode; neither exists
+    # Tool calling, tool_choice and structured output (a forced tool call) are detected by the
+    # suites from bind_tools; there is no JSON mode, and inputs are text only.
 
 
 class EmbeddingsSetup:
@@ -53,11 +49,46 @@ class TestEmbeddingsUnit(EmbeddingsSetup, EmbeddingsUnitTests):
     pass
 
 
+WRITES_CALLS = {
+    "test_tool_calling",
+    "test_tool_calling_async",
+    "test_tool_calling_with_no_arguments",
+    "test_tool_choice",
+    "test_bind_runnables_as_tools",
+    "test_agent_loop",
+    "test_unicode_tool_call_integration",
+    "test_structured_output",
+    "test_structured_output_async",
+    "test_structured_output_pydantic_2_v1",
+    "test_structured_output_optional_param",
+}
+"""Integration tests that pass only if the model writes a well-formed call with the right arguments."""
+
+
 @pytest.mark.default_model
 class TestChatOneGenIntegration(ChatOneGenSetup, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"model": "default", "max_tokens": 12}
+
+    @pytest.fixture
+    def model(self, request: pytest.FixtureRequest) -> ChatOneGen:
+        """The suite's model; where it must write a tool call, with room for the call."""
+        room = {"max_tokens": 96} if request.node.originalname in WRITES_CALLS else {}
+        given = getattr(request, "param", None) or {}
+        return ChatOneGen(**{**self.standard_chat_model_params, **self.chat_model_params, **room, **given})
+
+    @pytest.fixture(autouse=True)
+    def _calls_need_a_model_trained_on_the_tool_format(self, request: pytest.FixtureRequest) -> None:
+        if request.node.originalname in WRITES_CALLS:
+            request.node.add_marker(
+                pytest.mark.xfail(
+                    reason="the shipped default was not trained on the tool format: it answers in text "
+                    "where it should call, and a forced call names the tool but gets its arguments wrong "
+                    '(e.g. "arguments": 3) and never closes it',
+                    strict=False,
+                )
+            )
 
 
 @pytest.mark.default_model

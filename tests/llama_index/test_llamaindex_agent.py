@@ -7,7 +7,6 @@ import json
 import pytest
 from llama_index.core.agent.workflow import AgentOutput, AgentStream, AgentWorkflow
 from llama_index.core.memory import ChatMemoryBuffer, Memory
-from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context
 
 from onegen_integrations.llama_index import OneGenAgent
@@ -50,12 +49,6 @@ async def test_it_answers_inside_an_agent_workflow(index):
     result = await AgentWorkflow(agents=[agent], root_agent=agent.name).run(user_msg=QUESTION)
     assert result.current_agent_name == agent.name
     assert len(result.raw.source_nodes) == 1
-
-
-def test_tools_are_refused_with_a_way_out(index):
-    tool = FunctionTool.from_defaults(fn=lambda: "x", name="noop", description="Does nothing.")
-    with pytest.raises(ValueError, match="FunctionAgent"):
-        OneGenAgent.from_index(index, tools=[tool])
 
 
 @pytest.mark.asyncio

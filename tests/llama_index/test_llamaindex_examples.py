@@ -11,6 +11,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 CONVERSATION = Path(__file__).parents[2] / "onegen_integrations" / "demo" / "conversation.txt"
 sys.path.insert(0, str(EXAMPLES))
 
+import llama_index_agent  # noqa: E402
 import llama_index_chat  # noqa: E402
 import llama_index_rag  # noqa: E402
 
@@ -32,3 +33,12 @@ def test_the_chat_example_answers_a_scripted_conversation(default_model, capsys)
         if message:
             assert f"you> {message}\nbot> " in out
     assert out.count("  source: ") == 3
+
+
+def test_the_agent_example_retrieves_and_calls_tools_in_one_conversation(default_model, capsys):
+    llama_index_agent.main(["--max-new-tokens", "48"], model=default_model)
+    out = capsys.readouterr().out
+    for message in llama_index_agent.CONVERSATION:
+        assert f"you> {message}\nbot> " in out
+    assert "  tool: calculate(" in out and out.count("  tool: get_order_status(") == 2
+    assert "  source: " in out

@@ -73,7 +73,7 @@ def test_per_call_options_must_be_generation_options(model):
 
 
 def test_a_list_must_end_with_the_users_message(model):
-    with pytest.raises(ValueError, match="last message must be the user's"):
+    with pytest.raises(ValueError, match="last message must be a user or tool message"):
         OneGenLLM(model).chat(HISTORY[:3])
     with pytest.raises(EmptyTextError):
         OneGenLLM(model).chat([ChatMessage(role="user", content="  ")])

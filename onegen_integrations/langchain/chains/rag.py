@@ -21,10 +21,10 @@ from pydantic import ConfigDict, model_validator
 from typing_extensions import NotRequired, TypedDict
 
 from onegen_integrations.dialogue import Dialogue
-from onegen_integrations.errors import EmbeddingModelMismatchError, EmptyTextError
+from onegen_integrations.errors import EmptyTextError
 from onegen_integrations.langchain.chat_models.onegen import ChatOneGen
 from onegen_integrations.langchain.messages import to_dialogue
-from onegen_integrations.langchain.retrievers.engine import EngineRetriever
+from onegen_integrations.langchain.retrievers.engine import EngineRetriever, check_searchable
 from onegen_integrations.langchain.retrievers.onegen import OneGenRetriever
 from onegen_integrations.session import OneGenSession
 
@@ -111,14 +111,7 @@ class OneGenRAGChain(RunnableSerializable[ChainInput, Any]):
 
     @model_validator(mode="after")
     def _same_model(self) -> OneGenRAGChain:
-        model, indexed_by = self.llm.load_model(), self.retriever.model
-        if model.fingerprint != indexed_by.fingerprint:
-            raise EmbeddingModelMismatchError(
-                f"the retriever's store holds vectors of model {indexed_by.name!r} (fingerprint "
-                f"{indexed_by.fingerprint}), but the chat model is {model.name!r} (fingerprint "
-                f"{model.fingerprint}): [RQ] states of one model cannot search another's vectors. "
-                "Index the documents with the chat model's OneGenEmbeddings"
-            )
+        check_searchable(self.retriever, self.llm.load_model())
         return self
 
     @property

@@ -5,7 +5,9 @@ from __future__ import annotations
 from langchain_core.documents import Document
 from langchain_core.runnables import ensure_config
 
+from onegen_integrations.errors import EmbeddingModelMismatchError
 from onegen_integrations.langchain.retrievers.onegen import SCORE_KEY, OneGenRetriever
+from onegen_integrations.model import OneGenModel
 from onegen_integrations.retrieval import Hit, RetrievalQuery
 
 
@@ -42,3 +44,15 @@ class EngineRetriever:
         """The documents retrieved since the last call, in order."""
         found, self._found = self._found, []
         return found
+
+
+def check_searchable(retriever: OneGenRetriever, model: OneGenModel) -> None:
+    """Raise `EmbeddingModelMismatchError` unless `model`'s `[RQ]` states can search `retriever`'s store."""
+    indexed_by = retriever.model
+    if model.fingerprint != indexed_by.fingerprint:
+        raise EmbeddingModelMismatchError(
+            f"the retriever's store holds vectors of model {indexed_by.name!r} (fingerprint "
+            f"{indexed_by.fingerprint}), but the chat model is {model.name!r} (fingerprint "
+            f"{model.fingerprint}): [RQ] states of one model cannot search another's vectors. "
+            "Index the documents with the chat model's OneGenEmbeddings"
+        )

@@ -1,6 +1,7 @@
-"""`Conversations`: the server's sessions, one per conversation, kept between requests.
+"""`Conversations`: cached sessions, one per conversation, kept between calls that each carry
+the whole dialogue (`onegen serve`'s requests, `ChatOneGen`'s message lists).
 
-A request carries the whole dialogue; its conversation's session holds the same dialogue in
+A call carries the whole dialogue; its conversation's session holds the same dialogue in
 its KV cache. When the request's history starts with what the session holds, only the new
 turns are fed (usually just the new user message). Otherwise (an edited history, a session
 evicted or never built) the session is rebuilt from the request's messages, once. The cache is
