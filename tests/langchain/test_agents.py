@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
@@ -19,6 +22,10 @@ from langchain.agents import create_agent
 from langchain.agents.structured_output import ProviderStrategy
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
+from example_tools import calculate, get_order_status
+from langchain_rag import build_chain
 
 
 def thread(thread_id: str) -> RunnableConfig:
@@ -72,3 +79,48 @@ def test_the_chat_chain_as_a_graph_node_keeps_one_cache_per_thread(chat_chain: O
     graph.invoke({"messages": [("human", "Where was she born?")]}, thread("a"))
     graph.invoke({"messages": [("human", "Where was she born?")]}, thread("b"))
     assert len(chat_chain.history("a")) == 4 and len(chat_chain.history("b")) == 2
+
+
+@pytest.fixture(scope="module")
+def default_agent(default_model: OneGenModel):
+    """`create_agent` on the default model with the examples' two tools, retrieving from the demo
+    corpus inside its own pass (no retrieval tool), checkpointed per thread."""
+    rag = build_chain(64)
+    model = ChatOneGen(onegen_model=default_model, max_tokens=64, retriever=rag.retriever)
+    return create_agent(model, tools=[tool(calculate), tool(get_order_status)], checkpointer=InMemorySaver())
+
+
+def _ask(agent, question: str, thread_id: str) -> tuple[list, list[str]]:
+    """The turn's new messages, and the text pieces the model streamed."""
+    before = len(agent.get_state(thread(thread_id)).values.get("messages", []))
+    pieces = [
+        chunk.text
+        for chunk, _ in agent.stream({"messages": [("human", question)]}, thread(thread_id), stream_mode="messages")
+        if isinstance(chunk, AIMessage) and chunk.text
+    ]
+    return agent.get_state(thread(thread_id)).values["messages"][before:], pieces
+
+
+def _calls(messages: list) -> list[tuple[str, dict]]:
+    return [(call["name"], call["args"]) for m in messages if isinstance(m, AIMessage) for call in m.tool_calls]
+
+
+@pytest.mark.default_model
+def test_the_default_agent_calls_a_tool_and_again_on_a_follow_up(default_agent) -> None:
+    messages, pieces = _ask(default_agent, "Where is my order A-1017?", "orders")
+    assert _calls(messages) == [("get_order_status", {"order_id": "A-1017"})]
+    assert "shipped" in messages[-1].text and "<tool_call>" not in "".join(pieces) and pieces
+    messages, _ = _ask(default_agent, "And order B-2093?", "orders")  # only the history says what to look up
+    assert _calls(messages) == [("get_order_status", {"order_id": "B-2093"})]
+    assert "delayed" in messages[-1].text
+
+
+@pytest.mark.default_model
+def test_the_default_agent_retrieves_in_its_pass_instead_of_calling_a_tool(default_agent) -> None:
+    messages, pieces = _ask(default_agent, "Who founded the Varenne Institute?", "documents")
+    assert _calls(messages) == [] and [m.type for m in messages] == ["human", "ai"]
+    answer = messages[-1]
+    assert [hit["id"] for r in answer.additional_kwargs["onegen_retrievals"] for hit in r["hits"]] == ["varenne-institute"]
+    assert "Marchetti" in answer.text and len(pieces) > 3 and "".join(pieces).strip() == answer.text.strip()
+    messages, _ = _ask(default_agent, "Where was she born?", "documents")
+    assert _calls(messages) == [] and "Selbrook" in messages[-1].text

@@ -43,7 +43,7 @@ from onegen_integrations.replay import RETRIEVALS_KEY
 from onegen_integrations.tools import ToolCall, ToolFormatError, ToolSpec, calls_text, results_text, tools_prompt
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
-from llama_index_agent import ORDERS, calculate
+from example_tools import ORDERS, calculate
 from llama_index_agent import TOOLS as DEFAULT_TOOLS
 
 # LlamaIndex warns each time it leaves the memory out of a serialised context (see OneGenAgent._init_context).
@@ -344,12 +344,12 @@ def called(events: list) -> list[tuple[str, dict]]:
 async def test_default_function_agent_calls_the_tool_a_turn_needs_and_again_on_a_follow_up(default_model):
     agent = FunctionAgent(llm=OneGenLLM(default_model, max_new_tokens=64), tools=DEFAULT_TOOLS)
     ctx = Context(agent)
-    events, result = await run_events(agent, user_msg="Where is my order A-10422?", ctx=ctx)
-    assert called(events) == [("get_order_status", {"order_id": "A-10422"})]
-    assert ORDERS["A-10422"]["status"] in result.response.content
-    events, result = await run_events(agent, user_msg="And order B-20931?", ctx=ctx)
-    assert called(events) == [("get_order_status", {"order_id": "B-20931"})]
-    assert ORDERS["B-20931"]["status"] in result.response.content
+    events, result = await run_events(agent, user_msg="Where is my order A-1017?", ctx=ctx)
+    assert called(events) == [("get_order_status", {"order_id": "A-1017"})]
+    assert ORDERS["A-1017"]["status"] in result.response.content
+    events, result = await run_events(agent, user_msg="And order B-2093?", ctx=ctx)
+    assert called(events) == [("get_order_status", {"order_id": "B-2093"})]
+    assert ORDERS["B-2093"]["status"] in result.response.content
 
 
 @pytest.mark.default_model

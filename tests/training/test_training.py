@@ -16,6 +16,7 @@ from onegen_training.cli import main
 from onegen_training.data import load_documents, load_records
 from onegen_training.modeling import OneGenObjective, build_model
 from onegen_training.trainer import Trainer
+from transformers import LlamaForCausalLM
 
 from onegen_integrations.config import OneGenConfig
 from onegen_integrations.model import OneGenModel
@@ -248,3 +249,27 @@ def test_init_from_starts_where_the_trained_model_left_off(facts: Path, tmp_path
     torch.testing.assert_close(logits, model.hf_model.get_output_embeddings()(expected), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="does not fit"):
         build_model(train_config(base, facts, tmp_path / "other", method="lora", lora={"r": 4}, init_from=trained))
+
+
+def test_a_blend_of_two_lora_models_updates_the_base_by_their_weighted_updates(facts: Path, tmp_path: Path) -> None:
+    from onegen_training.configs import blend_models
+
+    base = save_tiny_base(tmp_path / "base", tied=False)
+    first, second = (
+        Trainer(train_config(base, facts, tmp_path / name, method="lora", max_steps=2, learning_rate=1e-2, seed=seed)).train()
+        for name, seed in (("first", 0), ("second", 1))
+    )
+    blend_models.blend(first, second, 0.25, tmp_path / "blend" / "model")
+    weights = {name: load(d).hf_model.state_dict() for name, d in [("first", first), ("second", second), ("blend", tmp_path / "blend" / "model")]}
+    plain = LlamaForCausalLM.from_pretrained(base).state_dict()
+    key = "model.layers.1.self_attn.q_proj.weight"
+    expected = plain[key] + 0.75 * (weights["first"][key] - plain[key]) + 0.25 * (weights["second"][key] - plain[key])
+    torch.testing.assert_close(weights["blend"][key], expected, rtol=1e-5, atol=1e-6)
+    rows = {n: load_file_rows(d) for n, d in [("first", first), ("second", second), ("blend", tmp_path / "blend" / "model")]}
+    torch.testing.assert_close(rows["blend"]["output"], 0.75 * rows["first"]["output"] + 0.25 * rows["second"]["output"])
+
+
+def load_file_rows(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(directory / OneGenConfig.read(directory).token_embeddings)
