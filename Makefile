@@ -55,7 +55,7 @@ clean:
 # on a 2-core CPU. Last, that retrieval model learns tool calls (tool_data.py, then
 # smollm2-135m-lora-tools.yaml from it into runs/tools/model: 72 steps of 8, sized for a CPU).
 # Ship a model only if `onegen eval` and `onegen eval tools` say so:
-#   python training/configs/ship_default.py runs/tools/model onegen_integrations/default
+#   python training/configs/ship_default.py runs/default-r2/model onegen_integrations/default
 # The SQuAD v1.1 files (CC BY-SA 4.0, https://rajpurkar.github.io/SQuAD-explorer/) live outside
 # the repository: `make eval SQUAD_DIR=path/to/squad` (training/README.md, "Data", names the files).
 SQUAD_DIR ?=

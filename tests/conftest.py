@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -49,6 +50,20 @@ def default_model() -> OneGenModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedRetrievalWarning)
         return OneGenModel.shared("default")
+
+
+TOOL_MODEL_VARIABLE = "ONEGEN_TOOL_MODEL"
+
+
+@pytest.fixture(scope="session")
+def tool_model() -> OneGenModel:
+    """A OneGen model trained to call tools, from `$ONEGEN_TOOL_MODEL` (such as `runs/tools/model`,
+    which `training/configs/smollm2-135m-lora-tools.yaml` writes); the end-to-end agent tests skip
+    without one, because the shipped default has not learned tool calls."""
+    path = os.environ.get(TOOL_MODEL_VARIABLE)
+    if not path:
+        pytest.skip(f"set {TOOL_MODEL_VARIABLE} to a tool-trained OneGen model directory (training/README.md, Tool calling)")
+    return OneGenModel.shared(path)
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,12 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onegen_integrations.conversations import Conversations, Lease
 from onegen_integrations.errors import ContextWindowExceededError, InvalidOptionError, OneGenError
 from onegen_integrations.events import DoneEvent, Event, RetrievalEvent, TokenEvent
 from onegen_integrations.model import OneGenModel
 from onegen_integrations.options import GenerationOptions
 from onegen_integrations.retrieval import Retriever
-from onegen_integrations.conversations import Conversations, Lease
 from onegen_integrations.server.errors import ApiError
 from onegen_integrations.server.schema import (
     FINISH_REASONS,

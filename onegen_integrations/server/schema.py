@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from onegen_integrations.conversations import Lease
 from onegen_integrations.dialogue import Dialogue, Turn
 from onegen_integrations.events import DoneEvent, FinishReason, RetrievalEvent
 from onegen_integrations.replay import RETRIEVALS_KEY
-from onegen_integrations.conversations import Lease
 from onegen_integrations.server.errors import ApiError
 from onegen_integrations.tools import ToolCall, ToolFormatError, ToolOffer, ToolSpec, calls_text, result_text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from onegen_integrations.errors import UnsupportedFrameworkError
-from onegen_integrations.langchain import ChatOneGen, OneGenChatChain
+from onegen_integrations.ingest import demo_documents
+from onegen_integrations.langchain import ChatOneGen, OneGenChatChain, OneGenEmbeddings, OneGenRetriever
 from onegen_integrations.model import OneGenModel
 from tests.langchain.probes import ScriptedAnswers
 
@@ -25,7 +27,6 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
 from example_tools import calculate, get_order_status
-from langchain_rag import build_chain
 
 
 def thread(thread_id: str) -> RunnableConfig:
@@ -82,11 +83,18 @@ def test_the_chat_chain_as_a_graph_node_keeps_one_cache_per_thread(chat_chain: O
 
 
 @pytest.fixture(scope="module")
-def default_agent(default_model: OneGenModel):
-    """`create_agent` on the default model with the examples' two tools, retrieving from the demo
-    corpus inside its own pass (no retrieval tool), checkpointed per thread."""
-    rag = build_chain(64)
-    model = ChatOneGen(onegen_model=default_model, max_tokens=64, retriever=rag.retriever)
+def default_agent(tool_model: OneGenModel):
+    """`create_agent` on a tool-trained model with the examples' two tools, retrieving from the
+    demo corpus inside its own pass (no retrieval tool), checkpointed per thread."""
+    documents = demo_documents()
+    retriever = OneGenRetriever.from_texts(
+        [d.text for d in documents],
+        OneGenEmbeddings(onegen_model=tool_model),
+        ids=[d.id for d in documents],
+        k=1,
+        collection_name=f"agent-{uuid.uuid4().hex[:8]}",
+    )
+    model = ChatOneGen(onegen_model=tool_model, max_tokens=64, retriever=retriever)
     return create_agent(model, tools=[tool(calculate), tool(get_order_status)], checkpointer=InMemorySaver())
 
 

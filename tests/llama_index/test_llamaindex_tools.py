@@ -2,7 +2,7 @@
 
 A random tiny model calls no tool by itself, so `Scripted` makes it write given answers token by
 token; forced prefixes (`tool_required`, `tool_choice`) are the engine's own. The tests at the end
-run on the default model (marker `default_model`) and need a default trained for tool calls.
+run on a tool-trained model (`$ONEGEN_TOOL_MODEL`, marker `default_model`) and skip without one.
 """
 
 from __future__ import annotations
@@ -324,9 +324,9 @@ async def test_a_context_restored_after_tool_calls_holds_the_live_cache(index, m
 
 
 @pytest.fixture(scope="module")
-def demo_index(default_model) -> VectorStoreIndex:
-    """The demo corpus embedded by the default model, in a fresh in-memory collection."""
-    embed_model = OneGenEmbedding(default_model)
+def demo_index(tool_model) -> VectorStoreIndex:
+    """The demo corpus embedded by the tool-trained model, in a fresh in-memory collection."""
+    embed_model = OneGenEmbedding(tool_model)
     client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
     store = embed_model.chroma_vector_store(client, f"tools-{uuid.uuid4().hex[:8]}")
     documents = [Document(text=d.text, id_=d.id, metadata={"title": d.metadata["title"]}) for d in demo_documents()]
@@ -341,8 +341,8 @@ def called(events: list) -> list[tuple[str, dict]]:
 
 @pytest.mark.default_model
 @pytest.mark.asyncio
-async def test_default_function_agent_calls_the_tool_a_turn_needs_and_again_on_a_follow_up(default_model):
-    agent = FunctionAgent(llm=OneGenLLM(default_model, max_new_tokens=64), tools=DEFAULT_TOOLS)
+async def test_default_function_agent_calls_the_tool_a_turn_needs_and_again_on_a_follow_up(tool_model):
+    agent = FunctionAgent(llm=OneGenLLM(tool_model, max_new_tokens=64), tools=DEFAULT_TOOLS)
     ctx = Context(agent)
     events, result = await run_events(agent, user_msg="Where is my order A-1017?", ctx=ctx)
     assert called(events) == [("get_order_status", {"order_id": "A-1017"})]

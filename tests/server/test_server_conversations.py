@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from onegen_integrations.conversations import Conversations, Lease
 from onegen_integrations.dialogue import Dialogue
 from onegen_integrations.model import OneGenModel
-from onegen_integrations.conversations import Conversations, Lease
 
 
 def conversations(model: OneGenModel, *, max_conversations: int = 8, max_tokens: int = 100_000) -> Conversations:

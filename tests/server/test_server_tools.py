@@ -1,12 +1,34 @@
 """Tool calls through `onegen serve`: OpenAI's `tools`, `tool_choice`, `tool_calls` and `tool`
-messages, on the default model over HTTP."""
+messages over HTTP, on a tool-trained model (`$ONEGEN_TOOL_MODEL`; skipped without one)."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 
+import pytest
+
+from onegen_integrations.ingest import index_demo
+from onegen_integrations.model import OneGenModel
+from onegen_integrations.store import ChromaDocumentStore
+from tests.conftest import TOOL_MODEL_VARIABLE
+from tests.server.conftest import BACKEND, COLLECTION
 from tests.server.test_server_api import chat, streamed, user
 from tests.servers import OneGenServer
+
+pytestmark = pytest.mark.default_model
+
+
+@pytest.fixture(scope="module")
+def server(tool_model: OneGenModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneGenServer]:
+    """`onegen serve` on the tool-trained model, over the demo corpus it embedded."""
+    db = tmp_path_factory.mktemp("tool-db")
+    index_demo(ChromaDocumentStore(tool_model, path=db, collection=COLLECTION))
+    flags = ("--model", os.environ[TOOL_MODEL_VARIABLE], "--served-model-name", "default", *BACKEND)
+    served = OneGenServer(db, COLLECTION, *flags, log=tmp_path_factory.mktemp("serve-tools") / "server.log")
+    yield served
+    served.stop()
 
 ORDER_TOOL = {
     "type": "function",

@@ -4,9 +4,8 @@
 A LoRA update is `scale · B @ A`; stacking the two adapters' `A` rows and their weighted `B`
 columns gives one adapter of twice the rank whose update is the weighted sum (the scale is kept
 by doubling `lora_alpha` with the rank). The OneGen token rows are blended with the same
-weights. The shipped default is the retrieval model blended with the model trained further on
-tool use (training/README.md, "Tool calling"): the tool-trained weights alone call tools best,
-and the blend keeps retrieval where it was.
+weights. docs/tools.md measures blends of the retrieval default with its tool-trained
+continuation (`runs/tools/model`): how much calling is traded for retrieval.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr, model_validator
 
+from onegen_integrations.conversations import Conversations
 from onegen_integrations.dialogue import Dialogue
 from onegen_integrations.errors import InvalidOptionError, UnsupportedFrameworkError
 from onegen_integrations.events import DoneEvent, FinishReason, TokenEvent
@@ -27,7 +28,6 @@ from onegen_integrations.langchain.shared_model import UsesOneGenModel
 from onegen_integrations.options import DEFAULTS, GenerationOptions
 from onegen_integrations.replay import RETRIEVALS_KEY, retrievals_to_json
 from onegen_integrations.retrieval import Retriever
-from onegen_integrations.conversations import Conversations
 from onegen_integrations.session import LogitsProcessor, OneGenSession
 from onegen_integrations.tools import ToolChoice, ToolOffer, ToolSpec
 
