@@ -11,7 +11,6 @@ the model answers from the result in the next step over the same cache.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -26,7 +25,7 @@ from onegen_integrations.model import OneGenModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from example_tools import calculate, get_order_status
-from llama_index_rag import demo_index, load_example_model
+from llama_index_rag import conversation_arguments, demo_index, load_example_model
 
 CONVERSATION = [
     "Who founded the Varenne Institute?",
@@ -58,11 +57,7 @@ async def converse(agent: OneGenAgent, messages: list[str]) -> None:
 
 def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> None:
     """Run the example; `model` skips loading one (tests pass the one they hold)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--script", help="a file with one user message per line (default: a built-in conversation)")
-    parser.add_argument("--model", default="default", help="'default' or a OneGen model directory")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args(argv)
+    args = conversation_arguments(__doc__.splitlines()[0], argv)
 
     index = demo_index(load_example_model(args.model, model), "llama-index-agent")
     agent = OneGenAgent.from_index(index, tools=TOOLS, max_new_tokens=args.max_new_tokens)

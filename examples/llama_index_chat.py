@@ -11,7 +11,6 @@ no question-rewriting step.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from onegen_integrations.llama_index import OneGenChatEngine
 from onegen_integrations.model import OneGenModel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llama_index_rag import demo_index, load_example_model
+from llama_index_rag import conversation_arguments, demo_index, load_example_model
 
 
 def messages(script: str | None) -> Iterator[str]:
@@ -38,11 +37,7 @@ def messages(script: str | None) -> Iterator[str]:
 
 def main(argv: list[str] | None = None, model: OneGenModel | None = None) -> None:
     """Run the example; `model` skips loading one (tests pass the one they hold)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--script", help="a file with one user message per line")
-    parser.add_argument("--model", default="default", help="'default' or a OneGen model directory")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args(argv)
+    args = conversation_arguments(__doc__.splitlines()[0], argv)
 
     index = demo_index(load_example_model(args.model, model), "llama-index-chat")
     engine = OneGenChatEngine.from_index(index, max_new_tokens=args.max_new_tokens)

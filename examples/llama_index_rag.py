@@ -34,6 +34,15 @@ def load_example_model(name: str, model: OneGenModel | None = None) -> OneGenMod
         return OneGenModel.load(name)
 
 
+def conversation_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of the conversation examples: `--script`, `--model`, `--max-new-tokens`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--script", help="a file with one user message per line")
+    parser.add_argument("--model", default="default", help="'default' or a OneGen model directory")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    return parser.parse_args(argv)
+
+
 def demo_index(model: OneGenModel, collection: str) -> VectorStoreIndex:
     """The demo corpus in an in-memory Chroma collection, embedded by `model`."""
     embed_model = OneGenEmbedding(model)

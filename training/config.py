@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class LoraSettings(BaseModel):
@@ -90,6 +90,10 @@ class TrainConfig(BaseModel):
     """Contrastive loss on unit vectors."""
     temperature: float = 0.05
     """InfoNCE temperature."""
+    anchor: float = Field(default=0.0, ge=0.0)
+    """Weight of the anchor loss: the mean cosine distance of every `[RQ]` and `[RD]` vector from
+    the one `init_from` (frozen) gives the same input, so that teaching a trained model more keeps
+    its retrieval (0: no anchor). Costs one more forward pass a step, without gradients."""
 
     # optimisation
     batch_size: int = 4
@@ -126,6 +130,12 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = 16
     resume: bool = True
     """Continue from the newest checkpoint in `output_dir/checkpoints` when there is one."""
+
+    @model_validator(mode="after")
+    def _anchor_needs_a_start(self) -> TrainConfig:
+        if self.anchor > 0 and self.init_from is None:
+            raise ValueError("anchor holds the vectors of the model training starts from: set init_from, or anchor: 0")
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

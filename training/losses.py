@@ -57,6 +57,13 @@ def retrieval_loss(
     raise ValueError(f"unknown retrieval loss {kind!r}: use 'bpr' or 'infonce'")
 
 
+def anchor_loss(vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance `1 − cos` of each vector from its target (0 for none)."""
+    if len(vectors) == 0:
+        return vectors.sum() * 0.0
+    return (1.0 - (unit(vectors) * unit(targets)).sum(dim=-1)).mean()
+
+
 def _mean_over_queries(totals: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     valid = counts > 0
     if not valid.any():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,10 +149,23 @@ class OneGenObjective(nn.Module):
             ce = F.cross_entropy(logits.float(), targets[learned])
         else:
             ce = hidden.sum() * 0.0
+        return {"ce": ce, **self._vectors(hidden, batch)}
+
+    def vectors(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Only the retrieval vectors of `forward` (`queries`, `documents`), without the CE."""
+        return self._vectors(self.states(batch["input_ids"], batch["attention_mask"]), batch)
+
+    def _vectors(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         rows = self.rows(batch["row_ids"], batch["row_mask"])
         n_docs = batch["positive_mask"].shape[1]
         queries = torch.cat([hidden[batch["query_rows"], batch["query_cols"]], rows[n_docs:]])
-        return {"ce": ce, "queries": queries, "documents": rows[:n_docs]}
+        return {"queries": queries, "documents": rows[:n_docs]}
+
+    def frozen_copy(self) -> OneGenObjective:
+        """A copy that never trains (the anchor's reference): evaluation mode, no gradients."""
+        copy = deepcopy(self).eval()
+        copy.requires_grad_(False)
+        return copy
 
     def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden states after the final norm, [batch, length, hidden]; zero at padding

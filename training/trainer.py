@@ -23,7 +23,7 @@ from onegen_training.config import TrainConfig
 from onegen_training.data import load_documents, load_records
 from onegen_training.evaluation import evaluate
 from onegen_training.export import export_model
-from onegen_training.losses import retrieval_loss
+from onegen_training.losses import anchor_loss, retrieval_loss
 from onegen_training.modeling import OneGenObjective, build_model
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -125,6 +125,7 @@ class Trainer:
             )
         self.total_steps = config.max_steps or math.ceil(config.epochs * self.plan.steps_per_epoch)
         objective = OneGenObjective(self.model.lm, config.chunk_tokens)
+        self.reference = objective.frozen_copy().to(self.accelerator.device) if config.anchor else None
         self.parameters = [p for p in objective.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.scheduler = get_scheduler(config.schedule, optimizer, config.warmup_steps, self.total_steps)
@@ -151,13 +152,13 @@ class Trainer:
             for batch in group:
                 tokens += int(batch["attention_mask"].sum() + batch["row_mask"].sum())
                 with accelerator.accumulate(self.objective):
-                    loss, ce, ret = self._loss(batch)
+                    loss, *parts_of_loss = self._loss(batch)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm:
                         accelerator.clip_grad_norm_(self.parameters, config.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
-                parts.append(torch.stack([loss.detach(), ce.detach(), ret.detach()]))
+                parts.append(torch.stack([loss.detach(), *(part.detach() for part in parts_of_loss)]))
             self.scheduler.step()
             self.state.step += 1
             record = self._step_record(parts, tokens, time.perf_counter() - started)
@@ -206,12 +207,19 @@ class Trainer:
         self._log({"event": "exported", "path": str(directory)})
         return directory
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The weighted total, then its parts: CE, retrieval and anchor."""
         config = self.config
         out = self.objective(**batch)
         ret = retrieval_loss(out["queries"], out["documents"], batch["positive_mask"], batch["negative_mask"],
                              config.retrieval_loss, config.temperature)
-        return config.lambda_gen * out["ce"] + config.lambda_ret * ret, out["ce"], ret
+        anchor = out["ce"].new_zeros(())
+        if self.reference is not None:
+            with torch.no_grad():
+                held = self.reference.vectors(**batch)
+            anchor = anchor_loss(torch.cat([out["queries"], out["documents"]]), torch.cat([held["queries"], held["documents"]]))
+        total = config.lambda_gen * out["ce"] + config.lambda_ret * ret + config.anchor * anchor
+        return total, out["ce"], ret, anchor
 
     def _step_groups(self) -> Iterator[list[dict[str, torch.Tensor]]]:
         """Micro-batches grouped per optimizer step, from the current step to the end."""
@@ -226,10 +234,11 @@ class Trainer:
                     return
 
     def _step_record(self, parts: list[torch.Tensor], tokens: int, seconds: float) -> dict[str, Any]:
-        loss, ce, ret = self.accelerator.reduce(torch.stack(parts).mean(dim=0), reduction="mean").tolist()
+        loss, ce, ret, anchor = self.accelerator.reduce(torch.stack(parts).mean(dim=0), reduction="mean").tolist()
         tokens = int(self.accelerator.reduce(torch.tensor(tokens, device=self.accelerator.device), reduction="sum"))
-        return {"step": self.state.step, "epoch": self.state.step / self.plan.steps_per_epoch, "loss": loss, "ce": ce,
-                "retrieval": ret, "lr": self.scheduler.get_last_lr()[0], "seconds": seconds, "tokens_per_s": tokens / seconds}
+        record = {"step": self.state.step, "epoch": self.state.step / self.plan.steps_per_epoch, "loss": loss, "ce": ce,
+                  "retrieval": ret, "lr": self.scheduler.get_last_lr()[0], "seconds": seconds, "tokens_per_s": tokens / seconds}
+        return record | ({"anchor": anchor} if self.reference is not None else {})
 
     def _resume(self) -> str | None:
         checkpoints = self._checkpoints()

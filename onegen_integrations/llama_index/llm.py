@@ -49,8 +49,6 @@ from onegen_integrations.session import LogitsProcessor, OneGenSession
 from onegen_integrations.tools import ToolOffer
 
 _CALL_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "stop")
-CACHED_CONVERSATIONS = 4
-"""Conversations whose KV caches an `OneGenLLM` keeps between calls."""
 
 
 class OneGenLLM(FunctionCallingLLM):
@@ -73,7 +71,7 @@ class OneGenLLM(FunctionCallingLLM):
     in the history (`role="tool"`) are fed as a user turn. `ReActAgent` and `CodeActAgent`
     prompts are refused with `UnsupportedFrameworkError`: the model never learned their formats.
 
-    The sessions of the last few conversations are kept (`CACHED_CONVERSATIONS`): a call whose
+    The sessions of the last `cached_conversations` conversations are kept: a call whose
     history is exactly what one holds (an agent's next step, a chat's next message) feeds only
     the new tokens. The cache is only a cache: any other history gets a new session, and the
     answer is the same either way.
@@ -107,11 +105,13 @@ class OneGenLLM(FunctionCallingLLM):
     """Strings that end the answer; the text is cut before the first one."""
     seed: int | None = None
     """Seeds sampling, so a sampled answer can be repeated."""
+    cached_conversations: int = Field(default=4, ge=0)
+    """Conversations whose KV caches are kept between calls (0: none)."""
 
     _model: OneGenModel = PrivateAttr()
     _logits_processor: LogitsProcessor | None = PrivateAttr(default=None)
     _conversations: Conversations = PrivateAttr()
-    """Sessions of the last `CACHED_CONVERSATIONS` conversations, for calls that continue one."""
+    """Sessions of the last `cached_conversations` conversations, for calls that continue one."""
 
     def __init__(self, model: OneGenModel, *, logits_processor: LogitsProcessor | None = None, **fields: Any) -> None:
         super().__init__(**fields)
@@ -119,7 +119,7 @@ class OneGenLLM(FunctionCallingLLM):
         self._logits_processor = logits_processor
         # Each cache is bounded by the context window; the count bounds them together.
         self._conversations = Conversations(
-            self._open_session, max_conversations=CACHED_CONVERSATIONS, max_tokens=sys.maxsize
+            self._open_session, max_conversations=self.cached_conversations, max_tokens=sys.maxsize
         )
 
     @model_validator(mode="after")

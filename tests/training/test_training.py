@@ -251,6 +251,29 @@ def test_init_from_starts_where_the_trained_model_left_off(facts: Path, tmp_path
         build_model(train_config(base, facts, tmp_path / "other", method="lora", lora={"r": 4}, init_from=trained))
 
 
+def test_the_anchor_keeps_retrieval_vectors_where_the_starting_model_left_them(facts: Path, tmp_path: Path) -> None:
+    base = save_tiny_base(tmp_path / "base", tied=False)
+    start = Trainer(train_config(base, facts, tmp_path / "start", method="lora", max_steps=3, learning_rate=1e-2)).train()
+    texts = list(load_documents(facts / "docs.jsonl").values())
+    before = load(start).embed_documents(texts)
+
+    def drift(anchor: float) -> tuple[float, list[dict]]:
+        output = tmp_path / f"anchor-{anchor}"
+        Trainer(train_config(base, facts, output, method="lora", max_steps=12, learning_rate=5e-3, init_from=start, anchor=anchor,
+                              lora={"dropout": 0.0})).train()
+        after = load(output / "model").embed_documents(texts)
+        log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+        return float(np.mean(1 - (before * after).sum(axis=1))), [r for r in log if "step" in r]
+
+    free, free_log = drift(0.0)
+    held, held_log = drift(50.0)
+    assert "anchor" not in free_log[0]
+    assert held_log[0]["anchor"] < 1e-5  # step 1 starts at the reference (no dropout)
+    assert free > 1e-3 and held < free / 4
+    with pytest.raises(ValueError, match="set init_from"):
+        train_config(base, facts, tmp_path / "nowhere", anchor=1.0)
+
+
 def test_a_blend_of_two_lora_models_updates_the_base_by_their_weighted_updates(facts: Path, tmp_path: Path) -> None:
     from onegen_training.configs import blend_models
 

@@ -12,7 +12,9 @@ schema instead of memorising one:
 - when to call: the request needs a tool → one call, its result as the next user turn, an
   answer that uses the result; a follow-up that needs the history ("and order B-2?", "now
   add 58 to that") calls again with the new arguments;
-- when not to: small talk and thanks, with tools offered, answered directly;
+- when not to: small talk and thanks, and the `general-*` records of `general_data.py` (everyday
+  requests with the base model's own answers; arithmetic ones with no calculator offered), with
+  tools offered, answered directly;
 - when to retrieve instead: SQuAD and fictional-entity records of `data/default/train.jsonl`
   with random tools offered keep `[RQ]` and no call;
 - when to do both: facts of fictional landmarks that a tool must convert (`[RQ]`, then a call
@@ -28,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,10 @@ from typing import Any
 from onegen_integrations.tools import ToolCall, calls_text, result_text
 
 SOURCE, OUT = Path("data/default"), Path("data/tools")
+GENERAL = "general-"
+"""Id prefix of the no-retrieval records `general_data.py` adds to `SOURCE`."""
 SEED = 1
-COUNTS = {"call": 900, "follow_up": 300, "chat": 200, "retrieve": 350, "both": 250, "replay": 600}
+COUNTS = {"call": 900, "follow_up": 300, "chat": 200, "general": 300, "retrieve": 350, "both": 250, "replay": 600}
 """Records of each kind."""
 
 Args = dict[str, Any]
@@ -283,6 +288,17 @@ def _chat_record(rng: random.Random, index: int) -> dict:
     return {"id": f"tool-chat-{index}", "tools": tools, "messages": [{"role": "user", "content": request}, {"role": "assistant", "content": answer}]}
 
 
+_ARITHMETIC = re.compile(r"\b(plus|minus|how many)\b", re.IGNORECASE)
+
+
+def _general_record(rng: random.Random, record: dict) -> dict:
+    """A `general_data.py` record with tools offered; a calculator only where it has no use."""
+    tools = _offer(rng)
+    while _ARITHMETIC.search(record["messages"][0]["content"]) and any(t in FAMILIES["calc"] for t in tools):
+        tools = _offer(rng)
+    return {**record, "id": f"tool-{record['id']}", "tools": tools}
+
+
 # ---- fictional landmarks: facts to retrieve, then convert ---------------------------------------
 _SYLLABLES = "bar cel dor fen gal hal ket lor mer nor pel quin ros sel tal ven wor zel".split()
 
@@ -341,11 +357,17 @@ def main() -> None:
     landmarks = _landmarks(rng, 160)
     source = _read(SOURCE / "train.jsonl")
     rng.shuffle(source)
+    general = [r for r in source if r["id"].startswith(GENERAL)]
+    source = [r for r in source if not r["id"].startswith(GENERAL)]
+    if len(general) < COUNTS["general"]:
+        raise SystemExit(f"{SOURCE / 'train.jsonl'} has {len(general)} general-* records, {COUNTS['general']} needed: "
+                         "run training/configs/general_data.py first")
     retrieve = [{**r, "id": f"tool-retrieve-{r['id']}", "tools": _offer(rng)} for r in source[: COUNTS["retrieve"]]]
     replay = source[COUNTS["retrieve"] : COUNTS["retrieve"] + COUNTS["replay"]]
     kinds = [(_call_record, "call"), (_follow_up_record, "follow_up"), (_chat_record, "chat")]
     records = [make(rng, i) for make, kind in kinds for i in range(COUNTS[kind])]
     records += [_both_record(rng, i, landmarks) for i in range(COUNTS["both"])]
+    records += [_general_record(rng, r) for r in general[: COUNTS["general"]]]
     records += retrieve + replay
     rng.shuffle(records)
     docs = _read(SOURCE / "docs.jsonl") + [{"id": v["id"], "text": v["text"]} for v in landmarks.values()]
