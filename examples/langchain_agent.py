@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> list[BaseMessage]:
     rag = build_chain(args.max_tokens)
     model = ChatOneGen(onegen_model=rag.llm.load_model(), max_tokens=args.max_tokens, retriever=rag.retriever)
     agent = create_agent(model, tools=[calculator, order_status], checkpointer=InMemorySaver())
-    config: RunnableConfig = {"configurable": {"thread_id": "demo"}, "callbacks": [PrintRetrievals()]}
+    # recursion_limit: a turn that keeps calling tools stops after a few model calls, with an error
+    config: RunnableConfig = {"configurable": {"thread_id": "demo"}, "callbacks": [PrintRetrievals()], "recursion_limit": 12}
     for question in args.questions:
         print(f"> {question}")
         for update in agent.stream({"messages": [("human", question)]}, config, stream_mode="updates"):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from onegen_training.losses import bpr_loss, info_nce_loss, retrieval_loss, unit
+from onegen_training.losses import anchor_loss, bpr_loss, info_nce_loss, retrieval_loss, unit
 
 
 def sigmoid(x: float) -> float:
@@ -59,3 +59,10 @@ def test_vectors_are_normalised_each_on_its_own() -> None:
 def test_unknown_loss_kind_is_an_error() -> None:
     with pytest.raises(ValueError, match="bpr"):
         retrieval_loss(torch.ones(1, 2), torch.ones(1, 2), torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.bool), kind="cosine")
+
+
+def test_anchor_loss_is_the_mean_cosine_distance_whatever_the_lengths() -> None:
+    vectors = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    targets = torch.tensor([[5.0, 0.0], [1.0, 0.0], [-1.0, -1.0]])
+    assert anchor_loss(vectors, targets).item() == pytest.approx((0.0 + 1.0 + 2.0) / 3, abs=1e-6)
+    assert anchor_loss(torch.zeros(0, 2, requires_grad=True), torch.zeros(0, 2)).item() == 0.0

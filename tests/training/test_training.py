@@ -131,7 +131,7 @@ def test_the_mine_command_prints_a_data_problem_and_fails(learned: dict, facts: 
 def lora_gradients(tiny_base: Path, facts: Path, tmp_path: Path, lambda_gen: float) -> tuple[Trainer, torch.Tensor]:
     """One backward pass under LoRA; returns the trainer and the OneGen rows' gradient."""
     trainer = Trainer(train_config(tiny_base, facts, tmp_path, method="lora", lambda_gen=lambda_gen))
-    loss, _, _ = trainer._loss(trainer.collator(trainer.examples[:4]))
+    loss, *_ = trainer._loss(trainer.collator(trainer.examples[:4]))
     loss.backward()
     return trainer, trainer.model.lm.get_input_embeddings().delta.grad
 
@@ -160,7 +160,7 @@ def test_chunked_forward_gives_the_same_losses_and_gradients(tiny_base: Path, fa
         config = train_config(tiny_base, data, tmp_path / str(chunk_tokens), method="lora", lora={"dropout": 0.0}, chunk_tokens=chunk_tokens)
         trainer = Trainer(config)
         batch = trainer.collator(trainer.examples[:8])
-        loss, ce, ret = trainer._loss(batch)
+        loss, ce, ret, _ = trainer._loss(batch)
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in trainer.parameters])
         results.append((loss.detach(), ce.detach(), ret.detach(), grads))
@@ -186,7 +186,7 @@ def test_lora_on_the_last_layers_stops_the_backward_pass_there(tiny_base: Path, 
     lm = trainer.model.lm
     below: list[bool] = []
     lm.get_decoder().layers[0].register_forward_hook(lambda module, args, out: below.append(out[0].requires_grad))
-    loss, _, _ = trainer._loss(trainer.collator(trainer.examples[:4]))
+    loss, *_ = trainer._loss(trainer.collator(trainer.examples[:4]))
     loss.backward()
     assert below and not any(below)  # the frozen first layer builds no graph
     lora = {n: p for n, p in lm.named_parameters() if "lora_" in n}
