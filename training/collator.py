@@ -44,6 +44,8 @@ class Example:
     input_ids: list[int]
     labels: list[int]
     queries: list[Query]
+    held: bool = False
+    """Offers no tools: what the generation anchor holds (`TrainConfig.anchor_generation`)."""
 
 
 class OneGenCollator:
@@ -120,7 +122,7 @@ class OneGenCollator:
                 row = fmt.text.fill(self.config.query_template, text)
                 queries.append(Query(first.positives, self._hard(first.negatives), tokens=row))
             history += [{"role": "user", "content": user.content}, {"role": "assistant", "content": answer.content}]
-        return Example(ids, labels, queries)
+        return Example(ids, labels, queries, held=not record.tools)
 
     def _format(self, tools: list[dict[str, Any]]) -> ChatFormat:
         """The chat pieces of a record: its tools, if any, join the system prompt."""
@@ -151,7 +153,8 @@ class OneGenCollator:
         Keys: `input_ids`, `attention_mask`, `labels` (sequences); `query_rows`, `query_cols`
         (where each `[RQ]` sits); `row_ids`, `row_mask` (document rows first, each document
         once, then standalone query rows); `positive_mask`, `negative_mask` of shape
-        [queries, documents], queries ordered `[RQ]`s first, then standalone rows.
+        [queries, documents], queries ordered `[RQ]`s first, then standalone rows; `held_rows`
+        (sequences whose record offers no tools).
         """
         input_ids, attention_mask = pad_rows([e.input_ids for e in examples], self.pad_id)
         labels, _ = pad_rows([e.labels for e in examples], IGNORE)
@@ -179,6 +182,7 @@ class OneGenCollator:
             "row_mask": row_mask,
             "positive_mask": positive,
             "negative_mask": negative,
+            "held_rows": torch.tensor([e.held for e in examples], dtype=torch.bool),
         }
 
 

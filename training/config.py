@@ -94,6 +94,10 @@ class TrainConfig(BaseModel):
     """Weight of the anchor loss: the mean cosine distance of every `[RQ]` and `[RD]` vector from
     the one `init_from` (frozen) gives the same input, so that teaching a trained model more keeps
     its retrieval (0: no anchor). Costs one more forward pass a step, without gradients."""
+    anchor_generation: float = Field(default=0.0, ge=0.0)
+    """Weight of the generation anchor: KL divergence of the next-token distributions from the
+    frozen `init_from`'s, over the answer tokens of records that offer no tools (the replayed
+    ones), so that what the model learns elsewhere leaves those answers as they were (0: none)."""
 
     # optimisation
     batch_size: int = 4
@@ -133,8 +137,9 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _anchor_needs_a_start(self) -> TrainConfig:
-        if self.anchor > 0 and self.init_from is None:
-            raise ValueError("anchor holds the vectors of the model training starts from: set init_from, or anchor: 0")
+        if (self.anchor > 0 or self.anchor_generation > 0) and self.init_from is None:
+            raise ValueError("the anchors hold the model training starts from: set init_from, or anchor and "
+                             "anchor_generation to 0")
         return self
 
     @classmethod

@@ -64,6 +64,14 @@ def anchor_loss(vectors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (1.0 - (unit(vectors) * unit(targets)).sum(dim=-1)).mean()
 
 
+def generation_anchor_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of KL(target ‖ model) between next-token distributions (0 for none)."""
+    if len(logits) == 0:
+        return logits.sum() * 0.0
+    return F.kl_div(F.log_softmax(logits.float(), dim=-1), F.log_softmax(targets.float(), dim=-1),
+                    log_target=True, reduction="batchmean")
+
+
 def _mean_over_queries(totals: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     valid = counts > 0
     if not valid.any():

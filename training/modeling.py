@@ -140,20 +140,21 @@ class OneGenObjective(nn.Module):
         self.chunk_tokens = chunk_tokens
 
     def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return `ce` (mean over labelled tokens), `queries` [q, h] and `documents` [d, h]."""
+        """Return `ce` (mean over labelled tokens), `queries` [q, h], `documents` [d, h] and
+        `held_logits`: the logits of the labelled tokens of `held_rows` (a subset of the CE's)."""
         hidden = self.states(batch["input_ids"], batch["attention_mask"])
         targets = batch["labels"][:, 1:]
         learned = targets != IGNORE
-        if learned.any():
-            logits = self.lm.get_output_embeddings()(hidden[:, :-1][learned])
-            ce = F.cross_entropy(logits.float(), targets[learned])
-        else:
-            ce = hidden.sum() * 0.0
-        return {"ce": ce, **self._vectors(hidden, batch)}
+        logits = self.lm.get_output_embeddings()(hidden[:, :-1][learned])
+        ce = F.cross_entropy(logits.float(), targets[learned]) if learned.any() else hidden.sum() * 0.0
+        held = learned & batch["held_rows"][:, None]
+        return {"ce": ce, "held_logits": logits[held[learned]], **self._vectors(hidden, batch)}
 
-    def vectors(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Only the retrieval vectors of `forward` (`queries`, `documents`), without the CE."""
-        return self._vectors(self.states(batch["input_ids"], batch["attention_mask"]), batch)
+    def anchors(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the anchors compare: `forward`'s vectors and `held_logits`, without the CE."""
+        hidden = self.states(batch["input_ids"], batch["attention_mask"])
+        held = (batch["labels"][:, 1:] != IGNORE) & batch["held_rows"][:, None]
+        return {"held_logits": self.lm.get_output_embeddings()(hidden[:, :-1][held]), **self._vectors(hidden, batch)}
 
     def _vectors(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         rows = self.rows(batch["row_ids"], batch["row_mask"])

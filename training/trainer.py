@@ -23,7 +23,7 @@ from onegen_training.config import TrainConfig
 from onegen_training.data import load_documents, load_records
 from onegen_training.evaluation import evaluate
 from onegen_training.export import export_model
-from onegen_training.losses import anchor_loss, retrieval_loss
+from onegen_training.losses import anchor_loss, generation_anchor_loss, retrieval_loss
 from onegen_training.modeling import OneGenObjective, build_model
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -31,6 +31,8 @@ from transformers import get_scheduler
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "log.jsonl"
 MODEL_DIR = "model"
+LOSS_TERMS = ("ce", "retrieval", "anchor", "generation_anchor")
+"""The loss's terms, as the log names them."""
 
 
 @dataclass
@@ -125,7 +127,8 @@ class Trainer:
             )
         self.total_steps = config.max_steps or math.ceil(config.epochs * self.plan.steps_per_epoch)
         objective = OneGenObjective(self.model.lm, config.chunk_tokens)
-        self.reference = objective.frozen_copy().to(self.accelerator.device) if config.anchor else None
+        anchored = config.anchor or config.anchor_generation
+        self.reference = objective.frozen_copy().to(self.accelerator.device) if anchored else None
         self.parameters = [p for p in objective.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.scheduler = get_scheduler(config.schedule, optimizer, config.warmup_steps, self.total_steps)
@@ -152,13 +155,13 @@ class Trainer:
             for batch in group:
                 tokens += int(batch["attention_mask"].sum() + batch["row_mask"].sum())
                 with accelerator.accumulate(self.objective):
-                    loss, *parts_of_loss = self._loss(batch)
+                    loss, terms = self._loss(batch)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm:
                         accelerator.clip_grad_norm_(self.parameters, config.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
-                parts.append(torch.stack([loss.detach(), *(part.detach() for part in parts_of_loss)]))
+                parts.append(torch.stack([loss.detach(), *(term.detach() for term in terms.values())]))
             self.scheduler.step()
             self.state.step += 1
             record = self._step_record(parts, tokens, time.perf_counter() - started)
@@ -207,19 +210,21 @@ class Trainer:
         self._log({"event": "exported", "path": str(directory)})
         return directory
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """The weighted total, then its parts: CE, retrieval and anchor."""
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total, and its terms by their log names (`LOSS_TERMS`), unweighted."""
         config = self.config
         out = self.objective(**batch)
         ret = retrieval_loss(out["queries"], out["documents"], batch["positive_mask"], batch["negative_mask"],
                              config.retrieval_loss, config.temperature)
-        anchor = out["ce"].new_zeros(())
+        anchor = generation = out["ce"].new_zeros(())
         if self.reference is not None:
             with torch.no_grad():
-                held = self.reference.vectors(**batch)
+                held = self.reference.anchors(**batch)
             anchor = anchor_loss(torch.cat([out["queries"], out["documents"]]), torch.cat([held["queries"], held["documents"]]))
-        total = config.lambda_gen * out["ce"] + config.lambda_ret * ret + config.anchor * anchor
-        return total, out["ce"], ret, anchor
+            generation = generation_anchor_loss(out["held_logits"], held["held_logits"])
+        total = (config.lambda_gen * out["ce"] + config.lambda_ret * ret + config.anchor * anchor
+                 + config.anchor_generation * generation)
+        return total, dict(zip(LOSS_TERMS, (out["ce"], ret, anchor, generation), strict=True))
 
     def _step_groups(self) -> Iterator[list[dict[str, torch.Tensor]]]:
         """Micro-batches grouped per optimizer step, from the current step to the end."""
@@ -234,11 +239,13 @@ class Trainer:
                     return
 
     def _step_record(self, parts: list[torch.Tensor], tokens: int, seconds: float) -> dict[str, Any]:
-        loss, ce, ret, anchor = self.accelerator.reduce(torch.stack(parts).mean(dim=0), reduction="mean").tolist()
+        loss, *terms = self.accelerator.reduce(torch.stack(parts).mean(dim=0), reduction="mean").tolist()
         tokens = int(self.accelerator.reduce(torch.tensor(tokens, device=self.accelerator.device), reduction="sum"))
-        record = {"step": self.state.step, "epoch": self.state.step / self.plan.steps_per_epoch, "loss": loss, "ce": ce,
-                  "retrieval": ret, "lr": self.scheduler.get_last_lr()[0], "seconds": seconds, "tokens_per_s": tokens / seconds}
-        return record | ({"anchor": anchor} if self.reference is not None else {})
+        names = LOSS_TERMS if self.reference is not None else LOSS_TERMS[:2]  # the anchors' terms when they run
+        record = {"step": self.state.step, "epoch": self.state.step / self.plan.steps_per_epoch, "loss": loss,
+                  **dict(zip(names, terms)),
+                  "lr": self.scheduler.get_last_lr()[0], "seconds": seconds, "tokens_per_s": tokens / seconds}
+        return record
 
     def _resume(self) -> str | None:
         checkpoints = self._checkpoints()

@@ -115,3 +115,4 @@ def test_a_record_with_tools_offers_them_in_its_system_prompt_and_learns_the_cal
     assert learned == f"{call}<|im_end|>It is 4 °C.<|im_end|>"
     plain = collator.encode(dialogue())
     assert plain.input_ids[: len(collator.format.preamble())] == collator.format.preamble()
+    assert collator([example, plain])["held_rows"].tolist() == [False, True]  # the generation anchor holds plain records

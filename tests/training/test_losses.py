@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from onegen_training.losses import anchor_loss, bpr_loss, info_nce_loss, retrieval_loss, unit
+from onegen_training.losses import anchor_loss, bpr_loss, generation_anchor_loss, info_nce_loss, retrieval_loss, unit
 
 
 def sigmoid(x: float) -> float:
@@ -66,3 +66,12 @@ def test_anchor_loss_is_the_mean_cosine_distance_whatever_the_lengths() -> None:
     targets = torch.tensor([[5.0, 0.0], [1.0, 0.0], [-1.0, -1.0]])
     assert anchor_loss(vectors, targets).item() == pytest.approx((0.0 + 1.0 + 2.0) / 3, abs=1e-6)
     assert anchor_loss(torch.zeros(0, 2, requires_grad=True), torch.zeros(0, 2)).item() == 0.0
+
+
+def test_generation_anchor_loss_is_the_mean_kl_from_the_target_distributions() -> None:
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
+    targets = torch.tensor([[math.log(3.0), 0.0], [math.log(3.0), 0.0]])
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # KL([3/4, 1/4] ‖ [1/2, 1/2])
+    assert generation_anchor_loss(logits, targets).item() == pytest.approx(kl / 2, abs=1e-6)
+    assert generation_anchor_loss(targets, targets).item() == pytest.approx(0.0, abs=1e-7)
+    assert generation_anchor_loss(torch.zeros(0, 2), torch.zeros(0, 2)).item() == 0.0

@@ -14,6 +14,7 @@ import yaml
 from conftest import save_tiny_base, train_config
 from onegen_training.cli import main
 from onegen_training.data import load_documents, load_records
+from onegen_training.losses import generation_anchor_loss
 from onegen_training.modeling import OneGenObjective, build_model
 from onegen_training.trainer import Trainer
 from transformers import LlamaForCausalLM
@@ -131,7 +132,7 @@ def test_the_mine_command_prints_a_data_problem_and_fails(learned: dict, facts: 
 def lora_gradients(tiny_base: Path, facts: Path, tmp_path: Path, lambda_gen: float) -> tuple[Trainer, torch.Tensor]:
     """One backward pass under LoRA; returns the trainer and the OneGen rows' gradient."""
     trainer = Trainer(train_config(tiny_base, facts, tmp_path, method="lora", lambda_gen=lambda_gen))
-    loss, *_ = trainer._loss(trainer.collator(trainer.examples[:4]))
+    loss, _ = trainer._loss(trainer.collator(trainer.examples[:4]))
     loss.backward()
     return trainer, trainer.model.lm.get_input_embeddings().delta.grad
 
@@ -160,10 +161,10 @@ def test_chunked_forward_gives_the_same_losses_and_gradients(tiny_base: Path, fa
         config = train_config(tiny_base, data, tmp_path / str(chunk_tokens), method="lora", lora={"dropout": 0.0}, chunk_tokens=chunk_tokens)
         trainer = Trainer(config)
         batch = trainer.collator(trainer.examples[:8])
-        loss, ce, ret, _ = trainer._loss(batch)
+        loss, terms = trainer._loss(batch)
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in trainer.parameters])
-        results.append((loss.detach(), ce.detach(), ret.detach(), grads))
+        results.append((loss.detach(), terms["ce"].detach(), terms["retrieval"].detach(), grads))
     widths = batch["attention_mask"].sum(dim=1)
     assert widths.max() > 2 * widths.min()  # the chunks really are cut shorter than the batch
     for plain, chunked in zip(*results):
@@ -186,7 +187,7 @@ def test_lora_on_the_last_layers_stops_the_backward_pass_there(tiny_base: Path, 
     lm = trainer.model.lm
     below: list[bool] = []
     lm.get_decoder().layers[0].register_forward_hook(lambda module, args, out: below.append(out[0].requires_grad))
-    loss, *_ = trainer._loss(trainer.collator(trainer.examples[:4]))
+    loss, _ = trainer._loss(trainer.collator(trainer.examples[:4]))
     loss.backward()
     assert below and not any(below)  # the frozen first layer builds no graph
     lora = {n: p for n, p in lm.named_parameters() if "lora_" in n}
@@ -272,6 +273,31 @@ def test_the_anchor_keeps_retrieval_vectors_where_the_starting_model_left_them(f
     assert free > 1e-3 and held < free / 4
     with pytest.raises(ValueError, match="set init_from"):
         train_config(base, facts, tmp_path / "nowhere", anchor=1.0)
+
+
+def test_the_generation_anchor_keeps_the_answers_of_records_without_tools(facts: Path, tmp_path: Path) -> None:
+    base = save_tiny_base(tmp_path / "base", tied=False)
+    start = Trainer(train_config(base, facts, tmp_path / "start", method="lora", max_steps=3, learning_rate=1e-2)).train()
+    lora = {"dropout": 0.0}
+    reference = OneGenObjective(build_model(train_config(base, facts, tmp_path / "ref", method="lora", init_from=start, lora=lora)).lm).eval()
+
+    def drift(weight: float) -> tuple[float, list[dict]]:
+        output = tmp_path / f"generation-{weight}"
+        config = train_config(base, facts, output, method="lora", max_steps=12, learning_rate=5e-3, init_from=start,
+                              anchor_generation=weight, lora=lora)
+        trainer = Trainer(config)
+        trainer.train()
+        batch = trainer.collator(trainer.examples[:8])
+        with torch.no_grad():
+            moved = trainer.objective(**batch)["held_logits"]
+            held = reference.anchors(**batch)["held_logits"]
+        log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+        return generation_anchor_loss(moved, held).item(), [r for r in log if "step" in r]
+
+    free, free_log = drift(0.0)
+    held, held_log = drift(200.0)
+    assert "generation_anchor" not in free_log[0] and held_log[0]["generation_anchor"] < 1e-5  # step 1 is the start
+    assert free > 1e-2 and held < free / 4
 
 
 def test_a_blend_of_two_lora_models_updates_the_base_by_their_weighted_updates(facts: Path, tmp_path: Path) -> None:
