@@ -12,11 +12,9 @@ import sys
 import uuid
 from pathlib import Path
 
-import chromadb
 import pytest
 import torch
-from chromadb.config import Settings as ChromaSettings
-from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core import VectorStoreIndex
 from llama_index.core.agent.workflow import (
     AgentOutput,
     AgentStream,
@@ -34,8 +32,7 @@ from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context
 
 from onegen_integrations.errors import NoToolCallError, UnsupportedFrameworkError
-from onegen_integrations.ingest import demo_documents
-from onegen_integrations.llama_index import OneGenAgent, OneGenEmbedding, OneGenLLM
+from onegen_integrations.llama_index import OneGenAgent, OneGenLLM
 from onegen_integrations.llama_index.messages import to_dialogue
 from onegen_integrations.llama_index.tool_calls import INVALID_CALLS_KEY
 from onegen_integrations.model import OneGenModel
@@ -45,6 +42,7 @@ from onegen_integrations.tools import ToolCall, ToolFormatError, ToolSpec, calls
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
 from example_tools import ORDERS, calculate
 from llama_index_agent import TOOLS as DEFAULT_TOOLS
+from llama_index_rag import demo_index as example_demo_index
 
 # LlamaIndex warns each time it leaves the memory out of a serialised context (see OneGenAgent._init_context).
 pytestmark = pytest.mark.filterwarnings("ignore::workflows.context.state_store.UnserializableKeyWarning")
@@ -326,13 +324,7 @@ async def test_a_context_restored_after_tool_calls_holds_the_live_cache(index, m
 @pytest.fixture(scope="module")
 def demo_index(tool_model) -> VectorStoreIndex:
     """The demo corpus embedded by the tool-trained model, in a fresh in-memory collection."""
-    embed_model = OneGenEmbedding(tool_model)
-    client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
-    store = embed_model.chroma_vector_store(client, f"tools-{uuid.uuid4().hex[:8]}")
-    documents = [Document(text=d.text, id_=d.id, metadata={"title": d.metadata["title"]}) for d in demo_documents()]
-    return VectorStoreIndex.from_documents(
-        documents, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=embed_model
-    )
+    return example_demo_index(tool_model, f"tools-{uuid.uuid4().hex[:8]}")
 
 
 def called(events: list) -> list[tuple[str, dict]]:
