@@ -156,7 +156,10 @@ def forced_prefix(choice: str, tools: Sequence[ToolSpec]) -> str:
             f"tool_choice {choice!r} names no offered tool (offered: {offered}): "
             "give one of them, 'auto', 'required' or 'none'"
         )
-    return CALL_OPEN + json.dumps({"name": name, "arguments": {}})[: -len("{}}")]
+    # Up to the colon: tokenizers write the space and the brace as one token (" {"), so a prefix
+    # ending in the space would make the model write two spaces, and the call's text would not
+    # be the one the history renders.
+    return CALL_OPEN + json.dumps({"name": name, "arguments": {}})[: -len(" {}}")]
 
 
 ToolChoice = str | bool | Mapping[str, Any] | None

@@ -132,11 +132,19 @@ def test_tool_choice_becomes_the_start_of_the_answer():
     assert forced_prefix("required", [*tools, ToolSpec("now")]) == "<tool_call>"
     assert forced_prefix("required", tools) == forced_prefix("get_weather", tools)  # the only tool
     named = forced_prefix("get_weather", tools)
-    assert named == '<tool_call>{"name": "get_weather", "arguments": '
+    assert named == '<tool_call>{"name": "get_weather", "arguments":'
     _, calls = parse_answer(named + '{"city": "Oslo"}}</tool_call>')
     assert calls[0].arguments == {"city": "Oslo"}
     with pytest.raises(ToolFormatError, match="offered: get_weather"):
         forced_prefix("get_time", tools)
+
+
+def test_a_forced_prefix_is_tokenized_as_the_start_of_the_call_it_opens(tiny_model) -> None:
+    # A model that goes on from the prefix as it learned writes the call's own text, so the
+    # history a framework sends back renders the same tokens and the cached conversation continues.
+    call = ToolCall("get_weather", {"city": "Oslo"})
+    prefix = tiny_model.tokenize(forced_prefix("get_weather", [_spec()]))
+    assert tiny_model.tokenize(call.text())[: len(prefix)] == prefix
 
 
 @pytest.mark.parametrize(

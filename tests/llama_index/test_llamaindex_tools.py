@@ -160,7 +160,7 @@ def test_tool_required_makes_the_answer_open_a_call_of_the_only_tool(model):
     llm = OneGenLLM(model, max_new_tokens=24)  # the forced opening, then a random model does not close the call
     response = llm.chat_with_tools(TOOLS[:1], user_msg=QUESTION, tool_required=True)
     [invalid] = response.message.additional_kwargs[INVALID_CALLS_KEY]
-    assert invalid["text"].startswith('{"name": "add", "arguments": ')
+    assert invalid["text"].startswith('{"name": "add", "arguments":')
     with pytest.raises(NoToolCallError, match=r"does not parse \(the call was cut off"):
         llm.get_tool_calls_from_response(response)
 
@@ -301,7 +301,7 @@ async def test_onegen_agent_forces_its_initial_tool_choice(index, model):
     agent = OneGenAgent.from_index(index, tools=TOOLS, initial_tool_choice="add", max_new_tokens=24)
     result = await agent.run(user_msg=QUESTION)  # a random model does not close the call
     [invalid] = result.response.additional_kwargs[INVALID_CALLS_KEY]
-    assert invalid["text"].startswith('{"name": "add", "arguments": ')
+    assert invalid["text"].startswith('{"name": "add", "arguments":')
 
 
 @pytest.mark.asyncio
