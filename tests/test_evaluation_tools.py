@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import random
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -17,19 +15,18 @@ from onegen_evaluation.tool_use import average, format_tool_table, run_tool_case
 
 from onegen_integrations.cli import main
 from onegen_integrations.model import OneGenModel
-from onegen_integrations.tools import ToolCall, parse_answer
 from tests.conftest import make_tiny_model
 
 TOOL_DATA = Path(__file__).resolve().parents[1] / "training" / "configs" / "tool_data.py"
 _TYPES = {"number": (int, float), "string": (str,), "array": (list,)}
 
 
-def _tool_data() -> ModuleType:
+def _training_families() -> dict:
     spec = importlib.util.spec_from_file_location("tool_data", TOOL_DATA)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return module.FAMILIES
 
 
 def _case(case_id: str) -> ToolCase:
@@ -100,31 +97,11 @@ def test_document_cases_name_a_document_of_the_corpus() -> None:
 
 
 def test_no_tool_name_or_parameter_name_is_one_training_uses() -> None:
-    tool_data = _tool_data()
-    training = [schema["function"] for family in tool_data.FAMILIES.values() for schema in family]
-    names = {f["name"] for f in training} | set(tool_data.INVENTED_NAMES)
+    training = [schema["function"] for family in _training_families().values() for schema in family]
+    names = {f["name"] for f in training}
     parameters = {p for f in training for p in f["parameters"]["properties"]}
     assert not names & set(TOOLS)
     assert not parameters & {p for tool in TOOLS.values() for p in tool.parameters["properties"]}
-
-
-def test_training_calls_name_an_offered_tool_some_under_invented_names() -> None:
-    tool_data = _tool_data()
-    rng = random.Random(0)
-    records = [tool_data._call_record(rng, i) for i in range(200)] + [tool_data._follow_up_record(rng, i) for i in range(100)]
-    offered = [[t["function"]["name"] for t in r["tools"]] for r in records]
-    called = [
-        {c.name for m in r["messages"] if m["role"] == "assistant" for c in parse_answer(m["content"])[1] if isinstance(c, ToolCall)}
-        for r in records
-    ]
-    assert all(len(set(names)) == len(names) for names in offered)
-    assert all(calls and calls <= set(names) for calls, names in zip(called, offered))
-    invented = [name in tool_data.INVENTED_NAMES for calls in called for name in calls]
-    assert 0.2 < sum(invented) / len(invented) < 0.5
-    answers_after_results = [
-        m for r in records for user, m in zip(r["messages"][::2], r["messages"][1::2]) if "<tool_response" in user["content"]
-    ]
-    assert len(answers_after_results) > 1.5 * len(records) and not any("<tool_call>" in m["content"] for m in answers_after_results)
 
 
 def test_a_limited_run_takes_each_kind_in_turn() -> None:

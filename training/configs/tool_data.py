@@ -3,16 +3,14 @@
 `python training/configs/tool_data.py` (after `default_data.py`, whose records it mixes in)
 writes `data/tools/{docs,train}.jsonl`: dialogues in the format of
 `onegen_integrations.tools`, the tools offered in each record's system prompt, over four
-families of tools, each under several names and descriptions, in a share of the records under
-a name made up for that record (`INVENTED_NAMES`) or written as frameworks write schemas, so that
-the model reads the schema instead of memorising one:
+families of tools, each under several names and descriptions so that the model reads the
+schema instead of memorising one:
 
 - arithmetic (an expression), dates (days between two dates, a date plus days, a weekday),
   unit conversion (value, from, to), and lookups of a fictional live system (orders, stock,
   servers), whose results are made up here;
 - when to call: the request needs a tool → one call, its result as the next user turn, an
-  answer that uses the result (one to three such requests a record, so that answering once the
-  result is in is learned as firmly as calling); a follow-up that needs the history ("and order B-2?", "now
+  answer that uses the result; a follow-up that needs the history ("and order B-2?", "now
   add 58 to that") calls again with the new arguments;
 - when not to: small talk and thanks, and the `general-*` records of `general_data.py` (everyday
   requests with the base model's own answers; arithmetic ones with no calculator offered), with
@@ -109,32 +107,6 @@ FAMILIES: dict[str, list[dict[str, Any]]] = {
         for name in ("get_server_status", "server_health")
     ],
 }
-
-
-_VERBS = "fetch query read lookup find inspect poll compute resolve run".split()
-_NOUNS = "ledger crate beacon voucher locker meter permit sensor widget record".split()
-INVENTED_NAMES = tuple(f"{verb}_{noun}" for verb in _VERBS for noun in _NOUNS)
-"""Names a record may give a tool instead of its own: they say nothing of what it does."""
-INVENTED = 0.35
-"""The share of offered tools that go by an invented name."""
-
-
-RESHAPED = 0.3
-"""The share of offered tools whose parameters are written as pydantic writes them (keys
-`properties`, `required`, `type` in that order, no descriptions): how framework tools arrive."""
-
-
-def _variant(rng: random.Random, schema: dict[str, Any], taken: set[str]) -> dict[str, Any]:
-    """`schema`, for a share of the records under an invented name not in `taken`, and for a
-    share with its parameters in the frameworks' shape."""
-    function = dict(schema["function"])
-    if rng.random() < INVENTED:
-        function["name"] = rng.choice([n for n in INVENTED_NAMES if n not in taken])
-    if rng.random() < RESHAPED:
-        parameters = function["parameters"]
-        properties = {k: {f: v for f, v in p.items() if f != "description"} for k, p in parameters["properties"].items()}
-        function["parameters"] = {"properties": properties, "required": parameters["required"], "type": "object"}
-    return {**schema, "function": function}
 
 
 def _arguments(schema: dict[str, Any], *values: Any) -> Args:
@@ -241,25 +213,13 @@ CASES: dict[str, Callable[..., Case]] = {
 
 
 # ---- records ----------------------------------------------------------------------------------
-def _offer(rng: random.Random, needed: dict[str, dict[str, Any]] | None = None, extra: int | None = None) -> list[dict[str, Any]]:
-    """The `needed` schemas (by family) and `extra` schemas of other families, in random order;
-    each extra goes by an invented name for a share of the records."""
-    needed = needed or {}
+def _offer(rng: random.Random, needed: dict[str, Any] | None = None, extra: int | None = None) -> list[dict[str, Any]]:
+    """`needed` (if any) and `extra` schemas of other families, in random order."""
+    families = [f for f in FAMILIES if needed is None or needed not in FAMILIES[f]]
     extra = rng.randint(0 if needed else 1, 3) if extra is None else extra
-    tools = list(needed.values())
-    for family in rng.sample([f for f in FAMILIES if f not in needed], extra):
-        tools.append(_variant(rng, rng.choice(FAMILIES[family]), {t["function"]["name"] for t in tools}))
+    tools = [rng.choice(FAMILIES[f]) for f in rng.sample(families, extra)] + ([needed] if needed else [])
     rng.shuffle(tools)
     return tools
-
-
-def _needed(rng: random.Random, families: list[str]) -> dict[str, dict[str, Any]]:
-    """A schema of each family, by family: some under invented names, every name distinct."""
-    schemas: dict[str, dict[str, Any]] = {}
-    for family in families:
-        taken = {s["function"]["name"] for s in schemas.values()}
-        schemas[family] = _variant(rng, rng.choice(FAMILIES[family]), taken)
-    return schemas
 
 
 def _exchange(case: Case, schema: dict[str, Any]) -> list[dict]:
@@ -272,17 +232,15 @@ def _exchange(case: Case, schema: dict[str, Any]) -> list[dict]:
 
 
 def _call_record(rng: random.Random, index: int) -> dict:
-    """One to three requests, each answered from the result of a call."""
-    needed = _needed(rng, rng.sample(list(CASES), rng.choice([1, 1, 2, 3])))
-    messages = [m for family, schema in needed.items() for m in _exchange(CASES[family](rng, schema), schema)]
-    return {"id": f"tool-call-{index}", "tools": _offer(rng, needed, extra=rng.randint(0, 2)), "messages": messages}
+    family = rng.choice(list(CASES))
+    schema = rng.choice(FAMILIES[family])
+    return {"id": f"tool-call-{index}", "tools": _offer(rng, schema), "messages": _exchange(CASES[family](rng, schema), schema)}
 
 
 def _follow_up_record(rng: random.Random, index: int) -> dict:
     """A call, then a follow-up that only the history makes complete."""
     family = rng.choice(["calc", "convert", "order", "server"])
-    needed = _needed(rng, [family])
-    schema = needed[family]
+    schema = rng.choice(FAMILIES[family])
     first = CASES[family](rng, schema)
     messages = _exchange(first, schema)
     if family == "calc":
@@ -308,7 +266,7 @@ def _follow_up_record(rng: random.Random, index: int) -> dict:
     if rng.random() < 0.3:
         messages += [{"role": "user", "content": rng.choice(["Thanks!", "Great, thank you.", "Perfect, thanks."])},
                      {"role": "assistant", "content": rng.choice(["You're welcome!", "Glad to help!"])}]
-    return {"id": f"tool-follow-up-{index}", "tools": _offer(rng, needed), "messages": messages}
+    return {"id": f"tool-follow-up-{index}", "tools": _offer(rng, schema), "messages": messages}
 
 
 _CHAT = [("Hi there!", "Hello! How can I help you today?"), ("Hello", "Hello! What can I do for you?"),
@@ -333,15 +291,10 @@ def _chat_record(rng: random.Random, index: int) -> dict:
 _ARITHMETIC = re.compile(r"\b(plus|minus|how many)\b", re.IGNORECASE)
 
 
-def _is_calculator(schema: dict[str, Any]) -> bool:
-    """Whether `schema` is a calculator, under whatever name."""
-    return "expression" in schema["function"]["parameters"]["properties"]
-
-
 def _general_record(rng: random.Random, record: dict) -> dict:
     """A `general_data.py` record with tools offered; a calculator only where it has no use."""
     tools = _offer(rng)
-    while _ARITHMETIC.search(record["messages"][0]["content"]) and any(_is_calculator(t) for t in tools):
+    while _ARITHMETIC.search(record["messages"][0]["content"]) and any(t in FAMILIES["calc"] for t in tools):
         tools = _offer(rng)
     return {**record, "id": f"tool-{record['id']}", "tools": tools}
 
@@ -370,8 +323,7 @@ def _both_record(rng: random.Random, index: int, landmarks: dict[str, dict[str, 
     name, fact = rng.choice(list(landmarks.items()))
     negative = rng.choice([v["id"] for k, v in landmarks.items() if k != name])
     family = rng.choice(["convert", "convert", "weekday"])
-    needed = _needed(rng, [family])
-    schema = needed[family]
+    schema = rng.choice(FAMILIES[family])
     if family == "convert":
         value, pair, what = (fact["length"], ("m", "ft"), "long") if rng.random() < 0.6 else (fact["weight"], ("kg", "lb"), "heavy")
         _, arguments, result, _ = _convert(rng, schema, value, pair)
@@ -388,7 +340,7 @@ def _both_record(rng: random.Random, index: int, landmarks: dict[str, dict[str, 
                 {"role": "assistant", "content": "[RQ] " + ToolCall(call_name, arguments).text(),
                  "retrievals": [{"positives": [fact["id"]], "negatives": [negative]}]},
                 {"role": "user", "content": result_text(str(result), call_name)}, {"role": "assistant", "content": answer}]
-    return {"id": f"tool-both-{index}", "group": f"tool-both-{index}", "tools": _offer(rng, needed), "messages": messages}
+    return {"id": f"tool-both-{index}", "group": f"tool-both-{index}", "tools": _offer(rng, schema), "messages": messages}
 
 
 def _read(path: Path) -> list[dict]:
