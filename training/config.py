@@ -45,6 +45,10 @@ class TrainConfig(BaseModel):
     """A trained OneGen LoRA model directory (what `export` writes, such as the shipped default)
     whose adapter and token rows training starts from, to teach it more instead of training
     again; its base must be `base_model` and its adapter the shape `lora` describes."""
+    anchor_model: Path | None = None
+    """The model the anchors hold (a OneGen LoRA model directory whose adapter is the shape `lora`
+    describes); none: `init_from`. Set it when training continues from an intermediate model but the
+    retrieval and answers to keep are another's, such as the shipped default's."""
     onegen: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the OneGen contract (`OneGenConfig` fields: tokens, templates, system_prompt)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -92,11 +96,11 @@ class TrainConfig(BaseModel):
     """InfoNCE temperature."""
     anchor: float = Field(default=0.0, ge=0.0)
     """Weight of the anchor loss: the mean cosine distance of every `[RQ]` and `[RD]` vector from
-    the one `init_from` (frozen) gives the same input, so that teaching a trained model more keeps
+    the one `anchor_model` (frozen) gives the same input, so that teaching a trained model more keeps
     its retrieval (0: no anchor). Costs one more forward pass a step, without gradients."""
     anchor_generation: float = Field(default=0.0, ge=0.0)
     """Weight of the generation anchor: KL divergence of the next-token distributions from the
-    frozen `init_from`'s, over the answer tokens of records that offer no tools (the replayed
+    frozen `anchor_model`'s, over the answer tokens of records that offer no tools (the replayed
     ones), so that what the model learns elsewhere leaves those answers as they were (0: none)."""
 
     # optimisation
@@ -137,9 +141,11 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _anchor_needs_a_start(self) -> TrainConfig:
-        if (self.anchor > 0 or self.anchor_generation > 0) and self.init_from is None:
-            raise ValueError("the anchors hold the model training starts from: set init_from, or anchor and "
+        if (self.anchor > 0 or self.anchor_generation > 0) and self.init_from is None and self.anchor_model is None:
+            raise ValueError("the anchors hold a trained model: set init_from (or anchor_model), or anchor and "
                              "anchor_generation to 0")
+        if self.anchor_model is not None and self.method != "lora":
+            raise ValueError("anchor_model holds a LoRA adapter: use method: lora, or leave anchor_model unset")
         return self
 
     @classmethod

@@ -89,22 +89,33 @@ def build_model(config: TrainConfig) -> TrainableModel:
     inner = peft_model.get_base_model()
     wrap_token_rows(inner, tokenizer.convert_tokens_to_ids(onegen.tokens.all()), train_input=lora.layers is None)
     if config.init_from is not None:
-        _start_from(peft_model, inner, config.init_from)
+        _load_trained(peft_model, inner, config.init_from, "init_from")
     return TrainableModel(inner, tokenizer, onegen, peft_model)
 
 
-def _start_from(peft_model: Any, lm: PreTrainedModel, directory: Path) -> None:
-    """Load a trained OneGen LoRA model's adapter and token rows into the fresh ones."""
+def anchor_reference(model: TrainableModel, config: TrainConfig) -> OneGenObjective:
+    """What the anchors compare against: a frozen copy of the model as training starts, or of
+    `config.anchor_model` when set (the same LoRA layers holding that model's weights)."""
+    lm = model.lm
+    if config.anchor_model is not None:
+        peft_model, lm = deepcopy((model.peft_model, model.lm))  # one copy: the LM stays the peft model's
+        _load_trained(peft_model, lm, config.anchor_model, "anchor_model")
+    return OneGenObjective(lm, config.chunk_tokens).frozen_copy()
+
+
+def _load_trained(peft_model: Any, lm: PreTrainedModel, directory: Path, role: str) -> None:
+    """Load a trained OneGen LoRA model's adapter and token rows into the fresh ones (`role`:
+    the config field that names it, for the errors)."""
     from peft import set_peft_model_state_dict
 
     contract = directory / "onegen.json"
     if not contract.is_file():
-        raise ModelNotFoundError(f"init_from {str(directory)!r} is not a OneGen model directory (no onegen.json)")
+        raise ModelNotFoundError(f"{role} {str(directory)!r} is not a OneGen model directory (no onegen.json)")
     files = json.loads(contract.read_text())
     if not files.get("adapter"):
-        raise ValueError(f"init_from {str(directory)!r} holds merged weights, not a LoRA adapter: give it as base_model")
+        raise ValueError(f"{role} {str(directory)!r} holds merged weights, not a LoRA adapter: give it as base_model")
     weights = load_file(directory / files["adapter"] / "adapter_model.safetensors")
-    misfit = "init_from's adapter does not fit the configured LoRA: set lora as its adapter_config.json says"
+    misfit = f"{role}'s adapter does not fit the configured LoRA: set lora as its adapter_config.json says"
     try:
         loaded = set_peft_model_state_dict(peft_model, {name: w.float() for name, w in weights.items()})
     except RuntimeError as error:  # shapes differ: another rank

@@ -24,7 +24,7 @@ from onegen_training.data import load_documents, load_records
 from onegen_training.evaluation import evaluate
 from onegen_training.export import export_model
 from onegen_training.losses import anchor_loss, generation_anchor_loss, retrieval_loss
-from onegen_training.modeling import OneGenObjective, build_model
+from onegen_training.modeling import OneGenObjective, anchor_reference, build_model
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -128,7 +128,7 @@ class Trainer:
         self.total_steps = config.max_steps or math.ceil(config.epochs * self.plan.steps_per_epoch)
         objective = OneGenObjective(self.model.lm, config.chunk_tokens)
         anchored = config.anchor or config.anchor_generation
-        self.reference = objective.frozen_copy().to(self.accelerator.device) if anchored else None
+        self.reference = anchor_reference(self.model, config).to(self.accelerator.device) if anchored else None
         self.parameters = [p for p in objective.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.scheduler = get_scheduler(config.schedule, optimizer, config.warmup_steps, self.total_steps)

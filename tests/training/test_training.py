@@ -15,7 +15,7 @@ from conftest import save_tiny_base, train_config
 from onegen_training.cli import main
 from onegen_training.data import load_documents, load_records
 from onegen_training.losses import generation_anchor_loss
-from onegen_training.modeling import OneGenObjective, build_model
+from onegen_training.modeling import OneGenObjective, anchor_reference, build_model
 from onegen_training.trainer import Trainer
 from transformers import LlamaForCausalLM
 
@@ -271,7 +271,7 @@ def test_the_anchor_keeps_retrieval_vectors_where_the_starting_model_left_them(f
     assert "anchor" not in free_log[0]
     assert held_log[0]["anchor"] < 1e-5  # step 1 starts at the reference (no dropout)
     assert free > 1e-3 and held < free / 4
-    with pytest.raises(ValueError, match="set init_from"):
+    with pytest.raises(ValueError, match="set init_from \\(or anchor_model\\)"):
         train_config(base, facts, tmp_path / "nowhere", anchor=1.0)
 
 
@@ -298,6 +298,28 @@ def test_the_generation_anchor_keeps_the_answers_of_records_without_tools(facts:
     held, held_log = drift(200.0)
     assert "generation_anchor" not in free_log[0] and held_log[0]["generation_anchor"] < 1e-5  # step 1 is the start
     assert free > 1e-2 and held < free / 4
+
+
+def test_anchor_model_makes_the_anchors_hold_another_model_than_the_start(facts: Path, tmp_path: Path) -> None:
+    base = save_tiny_base(tmp_path / "base", tied=False)
+    start = Trainer(train_config(base, facts, tmp_path / "start", method="lora", max_steps=3, learning_rate=1e-2)).train()
+    kept = Trainer(train_config(base, facts, tmp_path / "kept", method="lora", max_steps=3, learning_rate=1e-2, seed=7)).train()
+    lora = {"dropout": 0.0}
+    config = train_config(base, facts, tmp_path / "run", method="lora", init_from=start, anchor_model=kept, anchor=1.0, lora=lora)
+    reference = anchor_reference(build_model(config), config)
+    ids = torch.tensor([load(kept).tokenize("Where is [RQ]<paragraph>Lima</paragraph> 42[RD]")])
+    with torch.no_grad():
+        held = reference.states(ids, torch.ones_like(ids))
+        started = OneGenObjective(build_model(config).lm).eval().states(ids, torch.ones_like(ids))
+        wanted = load(kept).hf_model.get_decoder()(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(held, wanted, rtol=1e-4, atol=1e-4)
+    assert (held - started).abs().max() > 1e-2  # the start is another model
+    assert not any(p.requires_grad for p in reference.parameters())
+    with pytest.raises(ValueError, match="anchor_model's adapter does not fit"):
+        smaller = train_config(base, facts, tmp_path / "smaller", method="lora", lora={"r": 4}, anchor_model=kept, anchor=1.0)
+        anchor_reference(build_model(smaller), smaller)
+    with pytest.raises(ValueError, match="use method: lora"):
+        train_config(base, facts, tmp_path / "full", method="full", anchor_model=kept, anchor=1.0)
 
 
 def test_a_blend_of_two_lora_models_updates_the_base_by_their_weighted_updates(facts: Path, tmp_path: Path) -> None:
