@@ -96,11 +96,10 @@ def build_model(config: TrainConfig) -> TrainableModel:
 def anchor_reference(model: TrainableModel, config: TrainConfig) -> OneGenObjective:
     """What the anchors compare against: a frozen copy of the model as training starts, or of
     `config.anchor_model` when set (the same LoRA layers holding that model's weights)."""
-    lm = model.lm
+    peft_model, lm = deepcopy((model.peft_model, model.lm))  # copied together: the LM stays the peft model's
     if config.anchor_model is not None:
-        peft_model, lm = deepcopy((model.peft_model, model.lm))  # one copy: the LM stays the peft model's
         _load_trained(peft_model, lm, config.anchor_model, "anchor_model")
-    return OneGenObjective(lm, config.chunk_tokens).frozen_copy()
+    return OneGenObjective(lm, config.chunk_tokens).frozen()
 
 
 def _load_trained(peft_model: Any, lm: PreTrainedModel, directory: Path, role: str) -> None:
@@ -173,11 +172,10 @@ class OneGenObjective(nn.Module):
         queries = torch.cat([hidden[batch["query_rows"], batch["query_cols"]], rows[n_docs:]])
         return {"queries": queries, "documents": rows[:n_docs]}
 
-    def frozen_copy(self) -> OneGenObjective:
-        """A copy that never trains (the anchor's reference): evaluation mode, no gradients."""
-        copy = deepcopy(self).eval()
-        copy.requires_grad_(False)
-        return copy
+    def frozen(self) -> OneGenObjective:
+        """This objective, never to train (the anchors' reference): evaluation mode, no gradients."""
+        self.eval().requires_grad_(False)
+        return self
 
     def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden states after the final norm, [batch, length, hidden]; zero at padding
