@@ -153,18 +153,17 @@ class OneGenObjective(nn.Module):
         """Return `ce` (mean over labelled tokens), `queries` [q, h], `documents` [d, h] and
         `held_logits`: the logits of the labelled tokens of `held_rows` (a subset of the CE's)."""
         hidden = self.states(batch["input_ids"], batch["attention_mask"])
-        targets = batch["labels"][:, 1:]
-        learned = targets != IGNORE
+        learned = _learned(batch)
         logits = self.lm.get_output_embeddings()(hidden[:, :-1][learned])
-        ce = F.cross_entropy(logits.float(), targets[learned]) if learned.any() else hidden.sum() * 0.0
-        held = learned & batch["held_rows"][:, None]
-        return {"ce": ce, "held_logits": logits[held[learned]], **self._vectors(hidden, batch)}
+        targets = batch["labels"][:, 1:][learned]
+        ce = F.cross_entropy(logits.float(), targets) if learned.any() else hidden.sum() * 0.0
+        return {"ce": ce, "held_logits": logits[_held(batch)[learned]], **self._vectors(hidden, batch)}
 
     def anchors(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the anchors compare: `forward`'s vectors and `held_logits`, without the CE."""
         hidden = self.states(batch["input_ids"], batch["attention_mask"])
-        held = (batch["labels"][:, 1:] != IGNORE) & batch["held_rows"][:, None]
-        return {"held_logits": self.lm.get_output_embeddings()(hidden[:, :-1][held]), **self._vectors(hidden, batch)}
+        held_logits = self.lm.get_output_embeddings()(hidden[:, :-1][_held(batch)])
+        return {"held_logits": held_logits, **self._vectors(hidden, batch)}
 
     def _vectors(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         rows = self.rows(batch["row_ids"], batch["row_mask"])
@@ -206,6 +205,16 @@ class OneGenObjective(nn.Module):
         states = self.states(row_ids, row_mask)
         last = row_mask.sum(dim=1) - 1
         return states[torch.arange(len(last), device=last.device), last]
+
+
+def _learned(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[batch, length - 1]: the positions whose next token is learned (labelled)."""
+    return batch["labels"][:, 1:] != IGNORE
+
+
+def _held(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The learned positions of `held_rows`, the rows the generation anchor holds."""
+    return _learned(batch) & batch["held_rows"][:, None]
 
 
 def _chunks(order: list[int], lengths: list[int], budget: int) -> list[list[int]]:
