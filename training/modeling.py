@@ -157,12 +157,12 @@ class OneGenObjective(nn.Module):
         logits = self.lm.get_output_embeddings()(hidden[:, :-1][learned])
         targets = batch["labels"][:, 1:][learned]
         ce = F.cross_entropy(logits.float(), targets) if learned.any() else hidden.sum() * 0.0
-        return {"ce": ce, "held_logits": logits[_held(batch)[learned]], **self._vectors(hidden, batch)}
+        return {"ce": ce, "held_logits": logits[_held(learned, batch)[learned]], **self._vectors(hidden, batch)}
 
     def anchors(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the anchors compare: `forward`'s vectors and `held_logits`, without the CE."""
         hidden = self.states(batch["input_ids"], batch["attention_mask"])
-        held_logits = self.lm.get_output_embeddings()(hidden[:, :-1][_held(batch)])
+        held_logits = self.lm.get_output_embeddings()(hidden[:, :-1][_held(_learned(batch), batch)])
         return {"held_logits": held_logits, **self._vectors(hidden, batch)}
 
     def _vectors(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -212,9 +212,9 @@ def _learned(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return batch["labels"][:, 1:] != IGNORE
 
 
-def _held(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The learned positions of `held_rows`, the rows the generation anchor holds."""
-    return _learned(batch) & batch["held_rows"][:, None]
+def _held(learned: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The `learned` positions of `held_rows`, the rows the generation anchor holds."""
+    return learned & batch["held_rows"][:, None]
 
 
 def _chunks(order: list[int], lengths: list[int], budget: int) -> list[list[int]]:
